@@ -1,0 +1,3 @@
+from thermolens.cli import main
+
+main()
