@@ -59,8 +59,10 @@ def _as_logits(logits: Array) -> tuple[torch.Tensor, bool]:
         if not logits.is_floating_point():
             logits = logits.double()
         return logits, False
-    arr = np.asarray(logits, dtype=np.float64)
-    return torch.from_numpy(np.ascontiguousarray(arr)), True
+    arr = np.ascontiguousarray(np.asarray(logits, dtype=np.float64))
+    if not arr.flags.writeable:  # torch cannot wrap read-only memory; copy instead
+        arr = arr.copy()
+    return torch.from_numpy(arr), True
 
 
 def _as_betas(betas: Array, device: torch.device) -> torch.Tensor:
@@ -83,7 +85,7 @@ def _valid_keys(logits: torch.Tensor, mask: Array | None) -> torch.Tensor:
     valid = logits > -torch.inf
     if mask is None:
         return valid
-    m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask))
+    m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.array(mask))
     if m.dtype != torch.bool:
         raise ValueError(f"mask must be boolean (True = key exists), got dtype {m.dtype}; "
                          "convert an additive mask with `mask = additive_mask == 0`")

@@ -1,0 +1,303 @@
+"""Additive per-sequence sums of the attention ensemble: the hot path of a temperature scan.
+
+``sequence_sums(logits, betas, mask)`` takes one batch of a layer's logits
+``(batch, heads, n_q, n_k)`` and returns, for every (beta, sequence, head), SUMS over the valid query
+rows (rows with at least one valid key) of the per-row quantities below. Sums are additive, so a
+scan adds them over batches, and a bootstrap resamples sequences by index-and-sum; ``curves`` turns
+them into row averages (see ``thermolens.thermo.curves`` for xi and chi).
+
+Per row (query i, valid keys j, gaps ``e_j = m - l_j`` above the row maximum ``m`` at key ``j*``,
+``p = softmax(beta l)`` over valid keys, ``n`` valid keys, offsets ``r_j = j - j*`` and
+``d = j* - i``):
+
+    field             per-row quantity
+    rows              1
+    keys              n
+    free_energy       F = -(m + log z / beta),   z = sum_j exp(-beta e_j)
+    energy            U = <e> - m
+    entropy           S = beta <e> + log z
+    heat_capacity     C = beta^2 (<e^2> - <e>^2)
+    concentration     q = (Y - 1/n) / (1 - 1/n),  Y = sum_j p_j^2   (q = 1 when n = 1)
+    concentration_sq  q^2
+    spread            Var_p(j) = <r^2> - <r>^2               (positional width of the pattern)
+    distance          <(j - i)^2> = <r^2> + 2 d <r> + d^2     (second moment of query-key distance)
+    uniform_spread    Var_u(j)        the same two at uniform attention over the valid keys
+    uniform_distance  <(j - i)^2>_u   (the T -> infinity baseline of xi; beta-independent)
+
+Moments are taken about the row's ground state (``e >= 0`` and ``r`` measured from ``j*``), the
+origin where the Boltzmann weights ``exp(-beta e) in (0, 1]`` concentrate at low T; at high T the
+origin is within a few logit standard deviations of the mean. ``precision="float32"`` (default)
+computes the weights and the key sums in float32 — one ``exp``, a batched matrix product against
+the stack ``[1, e, e^2, r, r^2]`` and one dot product per (beta, row, key) — and everything after
+the key sums in float64; ``precision="float64"`` does all of it in float64. The float32 path agrees
+with the float64 path to about 1e-6 relative on real attention logits; the error of ``C`` is
+``~ eps32 (<e>^2 + Var e)`` relative to ``Var e`` (docs/thermo.md gives the measured figures).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from thermolens.thermo.ensemble import _as_betas
+
+Array = Any  # torch.Tensor on the input's device, or numpy after ``SequenceSums.numpy()``
+
+SUM_FIELDS = (
+    "rows", "keys", "free_energy", "energy", "entropy", "heat_capacity", "concentration",
+    "concentration_sq", "spread", "distance", "uniform_spread", "uniform_distance",
+)
+
+#: Bytes of float32 Boltzmann weights per chunk: small enough to stay in cache on CPU.
+CPU_CHUNK_BYTES = 4 * 2**20
+#: On an accelerator, larger chunks amortise kernel launches.
+ACCEL_CHUNK_BYTES = 512 * 2**20
+#: Bytes of per-key moment columns prepared at once (below glibc's 32 MiB mmap ceiling, so that
+#: the block's temporaries are recycled instead of page-faulted in afresh).
+BLOCK_BYTES = 8 * 2**20
+
+
+@dataclass(frozen=True)
+class SequenceSums:
+    """Sums over valid query rows, each field ``(n_betas, batch, heads)`` float64 (see module doc).
+
+    ``betas`` ``(n_betas,)``. Torch tensors on the logits' device as returned by
+    ``sequence_sums``; ``numpy()`` gives a CPU copy. Sums are additive: ``a + b`` adds two batches
+    of the same sequences, ``SequenceSums.concat`` stacks sequences, ``total()`` sums them.
+    """
+
+    betas: Array
+    rows: Array
+    keys: Array
+    free_energy: Array
+    energy: Array
+    entropy: Array
+    heat_capacity: Array
+    concentration: Array
+    concentration_sq: Array
+    spread: Array
+    distance: Array
+    uniform_spread: Array
+    uniform_distance: Array
+
+    @property
+    def n_sequences(self) -> int:
+        return int(self.rows.shape[1])
+
+    def _map(self, fn) -> SequenceSums:
+        return dataclasses.replace(self, **{k: fn(getattr(self, k)) for k in SUM_FIELDS})
+
+    def numpy(self) -> SequenceSums:
+        """The same sums as CPU numpy float64 arrays."""
+        conv = (lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
+        return dataclasses.replace(self._map(conv), betas=conv(self.betas))
+
+    def total(self) -> SequenceSums:
+        """Sum over sequences (the batch axis kept with size 1)."""
+        return self._map(lambda x: x.sum(axis=1, keepdims=True) if isinstance(x, np.ndarray)
+                         else x.sum(dim=1, keepdim=True))
+
+    def select(self, index) -> SequenceSums:
+        """Sequences ``index`` (int array / slice) along the batch axis."""
+        return self._map(lambda x: x[:, index])
+
+    def __add__(self, other: SequenceSums) -> SequenceSums:
+        return dataclasses.replace(
+            self, **{k: getattr(self, k) + getattr(other, k) for k in SUM_FIELDS})
+
+    @staticmethod
+    def concat(parts: list[SequenceSums]) -> SequenceSums:
+        """Stack the sequences of several batches (same betas and heads) along the batch axis."""
+        if not parts:
+            raise ValueError("concat needs at least one SequenceSums")
+        first = parts[0]
+        out = {}
+        for k in SUM_FIELDS:
+            xs = [getattr(p, k) for p in parts]
+            out[k] = np.concatenate(xs, axis=1) if isinstance(xs[0], np.ndarray) else torch.cat(xs, dim=1)
+        return dataclasses.replace(first, **out)
+
+
+# --------------------------------------------------------------------------------------------------
+# per-row key sums of one block of rows, in chunks of bounded memory
+
+
+def _key_moments(
+    l: torch.Tensor, valid: torch.Tensor, betas: torch.Tensor, work: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """Key sums of a block of rows ``l`` ``(rows, n_k)``; ``work`` ``(chunk, n_betas, n_k)`` buffer.
+
+    Returns ``m, j_star, n`` per row and the float64 sums ``(n_betas, rows)``:
+    ``z = sum w, s_e = sum w e, s_ee = sum w e^2, s_r = sum w r, s_rr = sum w r^2, s_ww = sum w^2``
+    with ``w = exp(-beta e)`` (in ``work``'s dtype), ``e = m - l`` and ``r = j - j*``.
+    """
+    n_rows, n_k = l.shape
+    dtype = work.dtype
+    if dtype == torch.float64:
+        l = l.double()
+    lowest = torch.finfo(l.dtype).min
+    m, j_star = torch.where(valid, l, lowest).max(dim=-1)  # (rows,)
+    m = torch.where(valid.any(dim=-1), m, 0.0)  # rows without keys: any finite origin will do
+    e = (m[:, None] - l).to(dtype)  # (rows, n_k), >= 0 on valid keys
+    vf = valid.to(dtype)
+    r = torch.arange(n_k, device=l.device, dtype=dtype)[None, :] - j_star[:, None].to(dtype)
+    # Stack of per-key columns, laid out (rows, 5, n_k) so the batched product reads it contiguously.
+    x = torch.stack((vf, e * vf, e * e * vf, r * vf, r * r * vf), dim=1)
+    # Invalid keys get an infinite gap: exp(-beta * inf) = 0 exactly, for every beta > 0.
+    e_inf = e.masked_fill(~valid, torch.inf)
+    neg_betas = -betas.to(dtype)[None, :, None]
+    s = torch.empty((n_rows, betas.numel(), 5), dtype=dtype, device=l.device)
+    s_ww = torch.empty((n_rows, betas.numel()), dtype=dtype, device=l.device)
+    step = work.shape[0]
+    for c0 in range(0, n_rows, step):
+        c1 = min(n_rows, c0 + step)
+        # (rows, n_betas, n_k) weights in the reused buffer: fresh multi-MiB allocations page-fault.
+        w = work[: c1 - c0]
+        torch.mul(neg_betas, e_inf[c0:c1, None, :], out=w)
+        w.exp_()
+        torch.bmm(w, x[c0:c1].transpose(1, 2), out=s[c0:c1])  # (rows, n_betas, 5)
+        torch.linalg.vector_norm(w, dim=-1, out=s_ww[c0:c1])  # one pass, no temporary
+    s = s.double().permute(2, 1, 0)  # (5, n_betas, rows)
+    return m.double(), j_star, valid.sum(dim=-1), s[0], s[1], s[2], s[3], s[4], s_ww.double().T ** 2
+
+
+def _row_quantities(
+    l: torch.Tensor, valid: torch.Tensor, betas: torch.Tensor, work: torch.Tensor, q_index: torch.Tensor,
+    vals: torch.Tensor,
+) -> torch.Tensor:
+    """Per-row quantities of the module table written into ``vals`` ``(n_fields, n_betas, rows)``.
+
+    Rows without a valid key contribute exactly 0 to every field.
+    """
+    m, j_star, n, z, s_e, s_ee, s_r, s_rr, s_ww = _key_moments(l, valid, betas, work)
+    b = betas[:, None]
+    nf = n.double()
+    keep = (n > 0).double()  # (rows,)
+    z = torch.where(n > 0, z, 1.0)  # empty rows: every key sum is 0; keep their algebra finite
+    log_z = torch.log(z)
+    inv_z = 1.0 / z
+    mean_e = s_e * inv_z
+    var_e = (s_ee * inv_z - mean_e**2).clamp_min(0.0)  # rounding can leave -eps; Var >= 0 exactly
+    mean_r = s_r * inv_z
+    mean_rr = s_rr * inv_z
+    y = s_ww * inv_z**2
+    # q = (Y - 1/n) / (1 - 1/n) = (n Y - 1) / (n - 1); a single key is frozen by definition (q = 1).
+    q = torch.where(nf > 1, (nf * y - 1.0) / (nf - 1.0).clamp_min(1.0), 1.0)
+    d = (j_star.double() - q_index.double())[None, :]  # offset of the ground state from the query
+    # Uniform attention over valid keys: moments of the key index j and of j - i (beta-independent).
+    jj = torch.arange(l.shape[-1], device=l.device, dtype=torch.float64)
+    vf = valid.double()
+    nn = nf.clamp_min(1.0)
+    mu_j = (vf * jj).sum(-1) / nn
+    uniform_spread = (vf * (jj - mu_j[:, None]) ** 2).sum(-1) / nn
+    fields = {
+        "rows": torch.ones_like(z),
+        "keys": nf.expand_as(z),
+        "free_energy": -(m + log_z / b),
+        "energy": mean_e - m,
+        "entropy": b * mean_e + log_z,
+        "heat_capacity": b**2 * var_e,
+        "concentration": q,
+        "concentration_sq": q * q,
+        "spread": (mean_rr - mean_r**2).clamp_min(0.0),
+        "distance": mean_rr + 2 * d * mean_r + d**2,
+        "uniform_spread": uniform_spread.expand_as(z),
+        "uniform_distance": (uniform_spread + (mu_j - q_index.double()) ** 2).expand_as(z),
+    }
+    torch.stack([fields[k] for k in SUM_FIELDS], out=vals)
+    return vals.mul_(keep)
+
+
+# --------------------------------------------------------------------------------------------------
+# the whole batch, chunk by chunk
+
+
+def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if not isinstance(logits, torch.Tensor):
+        logits = torch.as_tensor(np.array(logits))
+    if logits.ndim != 4 or logits.shape[-1] == 0 or logits.shape[-2] == 0:
+        raise ValueError(f"logits must be shaped (batch, heads, n_q, n_k), got {tuple(logits.shape)}; "
+                         "add leading axes with [None] for a single sequence or head")
+    if logits.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        raise ValueError(f"logits must be floating point, got {logits.dtype}")
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError("logits contain NaN or inf; mask absent keys with `mask` instead of -inf, "
+                         "and check the capture for the layer/head that produced non-finite values")
+    if mask is None:
+        return logits, None
+    if not isinstance(mask, torch.Tensor):
+        mask = torch.as_tensor(np.array(mask))
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be boolean (True = key exists), got {mask.dtype}")
+    try:
+        mask = torch.broadcast_to(mask.to(logits.device), logits.shape)
+    except RuntimeError:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to logits "
+                         f"{tuple(logits.shape)}; use e.g. (batch, 1, n_q, n_k) or (batch, 1, 1, n_k)") from None
+    return logits, mask
+
+
+def sequence_sums(
+    logits: Any,
+    betas: Any,
+    mask: Any = None,
+    *,
+    precision: str = "float32",
+    chunk_bytes: int | None = None,
+) -> SequenceSums:
+    """Additive sums over valid query rows of F, U, S, C, concentration and distance moments.
+
+    ``logits`` ``(batch, heads, n_q, n_k)`` torch (CPU or CUDA; numpy is accepted), query ``i``
+    and key ``j`` at their indices; ``mask`` bool broadcastable to it, True = key exists (e.g.
+    ``(batch, 1, n_q, n_k)`` for causal+padding, ``(batch, 1, 1, n_k)`` for padding only); betas
+    1-D positive. Returns ``SequenceSums`` with fields ``(n_betas, batch, heads)`` float64 on the
+    logits' device. ``precision`` ``"float32"`` (fast, ~1e-6 relative) or ``"float64"`` (exact to
+    rounding). Memory: one chunk of ``chunk_bytes`` of weights at a time (default 4 MiB on CPU,
+    512 MiB on an accelerator), plus the output.
+    """
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision={precision!r}; use 'float32' (fast) or 'float64' (exact)")
+    logits, mask = _check_inputs(logits, mask)
+    device = logits.device
+    b = _as_betas(betas, device)
+    dtype = torch.float32 if precision == "float32" else torch.float64
+    n_batch, n_heads, n_q, n_k = logits.shape
+    n_b = b.numel()
+    if chunk_bytes is None:
+        chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else ACCEL_CHUNK_BYTES
+    elem = torch.finfo(dtype).bits // 8
+    rows_per_chunk = max(1, int(chunk_bytes) // (n_b * n_k * elem))
+    # Per-key preparation and the float64 per-row algebra run on blocks of many chunks, so their
+    # fixed per-call costs are paid rarely. A block is whole (sequence, head) panels of n_q rows, or
+    # a run of rows inside one panel when a panel alone is larger than a block.
+    rows_per_block = max(rows_per_chunk, BLOCK_BYTES // (n_k * elem * 5))
+    seg = n_q if n_q <= rows_per_block else rows_per_block  # rows of one panel inside a block
+    panels_per_block = max(1, rows_per_block // n_q) if seg == n_q else 1
+    n_panels = n_batch * n_heads
+    work = torch.empty((min(rows_per_chunk, panels_per_block * seg), n_b, n_k), dtype=dtype, device=device)
+    vals = torch.empty((len(SUM_FIELDS), n_b, panels_per_block * seg), dtype=torch.float64, device=device)
+    src = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+    by_panel = src.reshape(n_panels, n_q, n_k)  # a view for contiguous logits
+    out = torch.zeros((len(SUM_FIELDS), n_b, n_panels), dtype=torch.float64, device=device)
+    q_all = torch.arange(n_q, device=device)
+    for p0 in range(0, n_panels, panels_per_block):
+        p1 = min(n_panels, p0 + panels_per_block)
+        for q0 in range(0, n_q, seg):
+            q1 = min(n_q, q0 + seg)
+            panels = torch.arange(p0, p1, device=device)
+            # (panels, rows, n_k) -> (panels * rows, n_k); gathers only this block of the mask
+            l = by_panel[p0:p1, q0:q1].reshape(-1, n_k)
+            if mask is None:
+                valid = torch.ones_like(l, dtype=torch.bool)
+            else:
+                valid = mask[(panels // n_heads)[:, None], (panels % n_heads)[:, None], q_all[None, q0:q1]]
+                valid = valid.reshape(-1, n_k)
+            q_index = q_all[q0:q1].repeat(p1 - p0)
+            v = _row_quantities(l, valid, b, work, q_index, vals[:, :, : l.shape[0]])
+            out[:, :, p0:p1] += v.reshape(len(SUM_FIELDS), n_b, p1 - p0, q1 - q0).sum(dim=-1)
+    out = out.reshape(len(SUM_FIELDS), n_b, n_batch, n_heads)
+    return SequenceSums(betas=b, **{k: out[i] for i, k in enumerate(SUM_FIELDS)})
