@@ -1,0 +1,17 @@
+"""Models with hook points: loading, capturing attention logits, temperature inside the forward pass."""
+
+from thermolens.models import names
+from thermolens.models.attention import CapturedLogits, capture_logits, temperature, temperature_table
+from thermolens.models.loading import LoadedModel, bundled_model_dir, from_pretrained_model, load_model
+
+__all__ = [
+    "names",
+    "LoadedModel",
+    "load_model",
+    "from_pretrained_model",
+    "bundled_model_dir",
+    "CapturedLogits",
+    "capture_logits",
+    "temperature",
+    "temperature_table",
+]
