@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from thermolens.models import from_pretrained_model, load_model
+from thermolens.models import bundled_model_dir, from_pretrained_model, load_model
 
 
 def _tiny(family: str):
@@ -14,8 +14,11 @@ def _tiny(family: str):
     torch.manual_seed(0)
     common = dict(vocab_size=101, hidden_size=32, num_hidden_layers=3, num_attention_heads=4)
     if family == "bert":
-        config = tf.BertConfig(intermediate_size=37, max_position_embeddings=64, **common)
+        # The bundled MiniLM's WordPiece tokenizer supplies [MASK] for the masked-LM loss.
+        config = tf.BertConfig(intermediate_size=37, max_position_embeddings=64, **{**common, "vocab_size": 30522})
         model = tf.BertForMaskedLM(config)
+        tokenizer = tf.AutoTokenizer.from_pretrained(bundled_model_dir(), local_files_only=True)
+        return from_pretrained_model(model, tokenizer, name="tiny-bert")
     elif family == "bert-bare":
         config = tf.BertConfig(intermediate_size=37, max_position_embeddings=64, **common)
         model = tf.BertModel(config)

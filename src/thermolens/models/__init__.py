@@ -3,6 +3,7 @@
 from thermolens.models import names
 from thermolens.models.attention import CapturedLogits, capture_logits, temperature, temperature_table
 from thermolens.models.loading import LoadedModel, bundled_model_dir, from_pretrained_model, load_model
+from thermolens.models.loss import mlm_corruption, model_loss
 
 __all__ = [
     "names",
@@ -14,4 +15,6 @@ __all__ = [
     "capture_logits",
     "temperature",
     "temperature_table",
+    "model_loss",
+    "mlm_corruption",
 ]

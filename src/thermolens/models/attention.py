@@ -395,7 +395,7 @@ def temperature(
         yield table
 
 
-def _check_inputs(input_ids: Any, attention_mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def check_batch(input_ids: Any, attention_mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.dtype not in (
         torch.long,
         torch.int,
@@ -440,7 +440,7 @@ def capture_logits(
     """
     if not isinstance(loaded, LoadedModel):
         raise ValueError("capture_logits needs a LoadedModel; wrap a built model with from_pretrained_model")
-    input_ids, attention_mask = _check_inputs(input_ids, attention_mask)
+    input_ids, attention_mask = check_batch(input_ids, attention_mask)
     chosen = _select(layers, loaded.n_layers, "layers")
     impl = (loaded.model.config._attn_implementation or "eager").removeprefix(IMPL_PREFIX)
     if impl.startswith(("flash", "flex", "paged")):
