@@ -4,6 +4,7 @@ from thermolens.models import names
 from thermolens.models.attention import CapturedLogits, capture_logits, temperature, temperature_table
 from thermolens.models.loading import LoadedModel, bundled_model_dir, from_pretrained_model, load_model
 from thermolens.models.loss import mlm_corruption, model_loss
+from thermolens.models.mha import MHALogits, mha_forward, mha_logits, mha_temperature
 
 __all__ = [
     "names",
@@ -17,4 +18,8 @@ __all__ = [
     "temperature_table",
     "model_loss",
     "mlm_corruption",
+    "MHALogits",
+    "mha_logits",
+    "mha_forward",
+    "mha_temperature",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,24 @@ def _offline() -> bool:
         return flag
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connection to the hub endpoint: without a network, fail at once instead of retrying."""
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+
+        endpoint = urlparse(constants.ENDPOINT)
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        return False
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """Silence transformers' progress bars and info logs while loading (library code prints nothing)."""
@@ -237,8 +256,9 @@ def load_model(
 
     source, display, is_local = _resolve(name_or_path)
     # A hub name is looked up in the local cache first by transformers itself; the network is used
-    # only when it is allowed.
-    kwargs = {"local_files_only": is_local or _offline(), "trust_remote_code": trust_remote_code}
+    # only when it is allowed and the hub answers.
+    local_only = is_local or _offline() or not _hub_reachable()
+    kwargs = {"local_files_only": local_only, "trust_remote_code": trust_remote_code}
     try:
         with _quiet_transformers():
             config = transformers.AutoConfig.from_pretrained(source, **kwargs)
