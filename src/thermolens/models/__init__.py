@@ -1,0 +1,25 @@
+"""Models with hook points: loading, capturing attention logits, temperature inside the forward pass."""
+
+from thermolens.models import names
+from thermolens.models.attention import CapturedLogits, capture_logits, temperature, temperature_table
+from thermolens.models.loading import LoadedModel, bundled_model_dir, from_pretrained_model, load_model
+from thermolens.models.loss import mlm_corruption, model_loss
+from thermolens.models.mha import MHALogits, mha_forward, mha_logits, mha_temperature
+
+__all__ = [
+    "names",
+    "LoadedModel",
+    "load_model",
+    "from_pretrained_model",
+    "bundled_model_dir",
+    "CapturedLogits",
+    "capture_logits",
+    "temperature",
+    "temperature_table",
+    "model_loss",
+    "mlm_corruption",
+    "MHALogits",
+    "mha_logits",
+    "mha_forward",
+    "mha_temperature",
+]

@@ -1,0 +1,67 @@
+"""Stable names of the hook points of a transformer block.
+
+Names are built by functions, never parsed from strings by callers (STYLE.md item 4, after
+TransformerLens's hook points). ``blocks.{layer}.{site}`` with the site one of:
+
+==================  ===========================================================================
+``attn.logits``     pre-softmax attention logits ``l = q.k * scaling + bias``, (batch, head, q, k)
+``attn.pattern``    attention probabilities ``softmax(l / T)``, (batch, head, q, k)
+``attn.out``        output of the attention sub-block, (batch, pos, d_model)
+``mlp.post``        hidden activation of the MLP after its nonlinearity, (batch, pos, d_mlp)
+``resid.post``      residual stream after the block, (batch, pos, d_model)
+==================  ===========================================================================
+
+Only ``attn.logits`` is captured at present; the other names are fixed now so that later
+captures of activations use the same vocabulary.
+"""
+
+from __future__ import annotations
+
+import operator
+
+__all__ = ["attn_logits", "attn_pattern", "attn_out", "mlp_post", "resid_post", "layer_of"]
+
+_PREFIX = "blocks"
+
+
+def _name(layer: int, site: str) -> str:
+    try:
+        index = operator.index(layer)
+    except TypeError:
+        raise ValueError(f"layer must be an integer, got {layer!r}") from None
+    if index < 0:
+        raise ValueError(f"layer must be >= 0, got {index}; count layers from 0")
+    return f"{_PREFIX}.{index}.{site}"
+
+
+def attn_logits(layer: int) -> str:
+    """``"blocks.{layer}.attn.logits"``: pre-softmax attention logits of every head of ``layer``."""
+    return _name(layer, "attn.logits")
+
+
+def attn_pattern(layer: int) -> str:
+    """``"blocks.{layer}.attn.pattern"``: attention probabilities of every head of ``layer``."""
+    return _name(layer, "attn.pattern")
+
+
+def attn_out(layer: int) -> str:
+    """``"blocks.{layer}.attn.out"``: output of the attention sub-block of ``layer``."""
+    return _name(layer, "attn.out")
+
+
+def mlp_post(layer: int) -> str:
+    """``"blocks.{layer}.mlp.post"``: MLP hidden activation after the nonlinearity."""
+    return _name(layer, "mlp.post")
+
+
+def resid_post(layer: int) -> str:
+    """``"blocks.{layer}.resid.post"``: residual stream after ``layer``."""
+    return _name(layer, "resid.post")
+
+
+def layer_of(name: str) -> int:
+    """The layer index of a hook name built by this module (inverse of the functions above)."""
+    parts = name.split(".")
+    if len(parts) < 3 or parts[0] != _PREFIX or not parts[1].isdigit():
+        raise ValueError(f"{name!r} is not a thermolens hook name; build names with thermolens.models.names")
+    return int(parts[1])
