@@ -1,0 +1,28 @@
+"""Statistics engine: power laws and alternatives, goodness of fit, likelihood ratios, branching ratios,
+avalanches. Pure numpy/scipy; no plotting here (figures live in ``thermolens.report.stats``)."""
+
+from thermolens.stats.alternatives import (
+    ALTERNATIVES,
+    AlternativeFit,
+    Comparison,
+    compare,
+    fit_alternative,
+    fit_truncated_power_law,
+)
+from thermolens.stats.gof import GoodnessOfFit, goodness_of_fit
+from thermolens.stats.powerlaw import PowerLawFit, PowerLawSampler, fit_power_law, sample_power_law
+
+__all__ = [
+    "ALTERNATIVES",
+    "AlternativeFit",
+    "Comparison",
+    "GoodnessOfFit",
+    "PowerLawFit",
+    "PowerLawSampler",
+    "compare",
+    "fit_alternative",
+    "fit_power_law",
+    "fit_truncated_power_law",
+    "goodness_of_fit",
+    "sample_power_law",
+]
