@@ -5,6 +5,7 @@ Every law is normalised on x >= xmin (Clauset et al. 2009, Table 2.1). Continuou
     exponential            lam e^{-lam (x - xmin)}
     lognormal              lognormal(mu, sigma) density / P(X >= xmin)
     stretched_exponential  beta lam^beta x^{beta-1} e^{-(lam x)^beta} / e^{-(lam xmin)^beta}
+                           (fitted as rate = beta (lam xmin)^beta and beta, finite as beta -> 0)
     truncated_power_law    x^-alpha e^{-lam x} / int_xmin^inf t^-alpha e^{-lam t} dt
 
 Discrete laws (integers >= xmin): the truncated power law is x^-alpha e^{-lam x} normalised by its sum
@@ -104,14 +105,29 @@ def _log_tpl_norm(alpha: float, lam: float, xmin: float, discrete: bool) -> floa
 # pointwise log-likelihoods
 
 
-def _log_surv(name: str, p: dict[str, float], x: np.ndarray) -> np.ndarray:
-    """log P(X > x) of the (untruncated) continuous law, up to a constant."""
+def _expm1_over(beta: float, u: np.ndarray) -> np.ndarray:
+    """(e^{beta u} - 1)/beta, accurate as beta -> 0 (where it tends to u)."""
+    return np.expm1(beta * u) / beta
+
+
+def _stretched_params(rate: float, beta: float, ref: float) -> dict[str, float]:
+    """Stretched exponential S(x)/S(ref) = exp(-rate ((x/ref)^beta - 1)/beta), i.e. exp(-(lam x)^beta + (lam ref)^beta)
+    with lam = (rate/beta)^(1/beta)/ref. The (rate, beta) form stays finite in the power-law limit beta -> 0
+    (S -> (x/ref)^-rate), where lam overflows."""
+    with np.errstate(over="ignore"):
+        lam = float(np.exp((np.log(rate) - np.log(beta)) / beta - np.log(ref)))
+    return {"rate": rate, "beta": beta, "lam": lam}
+
+
+def _log_surv(name: str, p: dict[str, float], x: np.ndarray, ref: float) -> np.ndarray:
+    """log P(X > x) of the (untruncated) continuous law, up to a constant; ``ref`` is the reference point
+    of the stretched exponential's parameterisation (xmin, or xmin - 1/2 for discrete data)."""
     if name == "exponential":
-        return -p["lam"] * x
+        return -p["lam"] * (x - ref)
     if name == "lognormal":
         return special.log_ndtr(-(np.log(x) - p["mu"]) / p["sigma"])
     if name == "stretched_exponential":
-        return -((p["lam"] * x) ** p["beta"])
+        return -p["rate"] * _expm1_over(p["beta"], np.log(x / ref))
     raise ValueError(f"unknown law {name!r}")
 
 
@@ -124,10 +140,11 @@ def loglikelihoods(name: str, params: dict[str, float], x: ArrayLike, xmin: floa
         a, lam = params["alpha"], params["lam"]
         return -a * np.log(x) - lam * x - _log_tpl_norm(a, lam, xmin, discrete)
     if discrete:
-        lo = _log_surv(name, params, x - 0.5)
-        hi = _log_surv(name, params, x + 0.5)
+        ref = xmin - 0.5
+        lo = _log_surv(name, params, x - 0.5, ref)
+        hi = _log_surv(name, params, x + 0.5, ref)
         with np.errstate(divide="ignore"):
-            return lo + np.log(-np.expm1(hi - lo)) - _log_surv(name, params, np.array(xmin - 0.5))
+            return lo + np.log(-np.expm1(hi - lo)) - _log_surv(name, params, np.array(ref), ref)
     if name == "exponential":
         return np.log(params["lam"]) - params["lam"] * (x - xmin)
     if name == "lognormal":
@@ -138,8 +155,9 @@ def loglikelihoods(name: str, params: dict[str, float], x: ArrayLike, xmin: floa
             - special.log_ndtr(-(np.log(xmin) - mu) / sigma)
         )
     if name == "stretched_exponential":
-        lam, beta = params["lam"], params["beta"]
-        return np.log(beta) + beta * np.log(lam) + (beta - 1) * np.log(x) - (lam * x) ** beta + (lam * xmin) ** beta
+        rate, beta = params["rate"], params["beta"]
+        u = np.log(x / xmin)
+        return np.log(rate) + beta * u - np.log(x) - rate * _expm1_over(beta, u)
     raise ValueError(f"unknown law {name!r}; choose from {', '.join(ALTERNATIVES)}")
 
 
@@ -227,10 +245,11 @@ def fit_alternative(x: ArrayLike, name: str, *, xmin: float, discrete: bool = Fa
             bounds = [(None, None), (-12.0, 6.0)]
             unpack = lambda t: {"mu": float(t[0]), "sigma": float(np.exp(t[1]))}  # noqa: E731
         else:
-            scale = float(np.mean(tail))
-            starts = [(0.0, np.log(0.5)), (0.0, 0.0), (-2.0, np.log(0.2))]
-            bounds = [(-30.0, 30.0), (np.log(1e-3), np.log(20.0))]
-            unpack = lambda t: {"lam": float(np.exp(t[0]) / scale), "beta": float(np.exp(t[1]))}  # noqa: E731
+            ref = xmin - 0.5 if discrete else xmin
+            a_pl = 1.0 + 1.0 / max(float(np.mean(np.log(tail / ref))), 1e-6)
+            starts = [(np.log(a_pl - 1.0), np.log(1e-4)), (0.0, np.log(0.5)), (0.0, 0.0)]
+            bounds = [(-30.0, 30.0), (np.log(1e-9), np.log(20.0))]
+            unpack = lambda t: _stretched_params(float(np.exp(t[0])), float(np.exp(t[1])), ref)  # noqa: E731
 
         def negll(theta):
             v = -np.dot(counts, loglikelihoods(name, unpack(theta), values, xmin, discrete=discrete)) / n
@@ -284,3 +303,20 @@ def compare(fit: PowerLawFit, x: ArrayLike, alternative: str, *, significance: f
         r, normalized, p = vuong(l_pl, l_alt)
     favours = "neither" if p > significance else ("power_law" if r > 0 else alternative)
     return Comparison(alternative, r, float(normalized), p, nested, favours, alt, significance)
+
+
+def survival(name: str, params: dict[str, float], x: ArrayLike, xmin: float, *, discrete: bool) -> np.ndarray:
+    """P(X >= x | X >= xmin) of law ``name`` (``ALTERNATIVES`` or "power_law") at points x >= xmin: the
+    model curve drawn over the empirical CCDF."""
+    x = np.asarray(x, dtype=np.float64)
+    if name == "power_law":
+        a = params["alpha"]
+        return special.zeta(a, x) / special.zeta(a, xmin) if discrete else (x / xmin) ** (1.0 - a)
+    if name == "truncated_power_law":
+        a, lam = params["alpha"], params["lam"]
+        norm = _log_tpl_norm(a, lam, xmin, discrete)
+        return np.array([np.exp(_log_tpl_norm(a, lam, float(v), discrete) - norm) for v in x.ravel()]).reshape(x.shape)
+    if name not in ALTERNATIVES:
+        raise ValueError(f"unknown law {name!r}; choose from power_law, {', '.join(ALTERNATIVES)}")
+    ref = xmin - 0.5 if discrete else xmin
+    return np.exp(_log_surv(name, params, x - (xmin - ref), ref) - _log_surv(name, params, np.array(ref), ref))

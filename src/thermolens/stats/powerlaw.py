@@ -11,8 +11,11 @@ iteration); its standard error is 1/sqrt(n Var_alpha(log X)) (Fisher information
 continuous untruncated law is (alpha - 1)/sqrt(n). ``xmin`` minimises the KS distance between the tail
 and the fitted law over every distinct data value (all but the largest), arXiv:0706.1062 §3.3.
 
-KS distance convention (Clauset's ``plfit`` and ``powerlaw``): at each distinct tail value v,
-D = max |F_model(X < v) - F_data(< v)|, i.e. both CDFs taken just below v.
+KS distance conventions, those of Clauset's reference code ``plfit``: continuous data compare the CDFs
+just below each tail point, D = max_j |F(x_j) - j/n| (also what ``powerlaw`` does); discrete data compare
+P(X <= u) with the empirical fraction <= u at every integer u >= xmin, the true sup distance between the
+two step functions. (``powerlaw`` compares discrete CDFs only just below each value, which never tests
+the jump at a value, e.g. at xmin itself; its discrete KS distances are therefore smaller than these.)
 
 Speed: the exponent of every candidate comes from suffix sums in O(n). The KS distance of a candidate
 is bracketed from K points at evenly spaced tail ranks: between two sampled points both CDFs are
@@ -154,11 +157,28 @@ def loglikelihoods(x: np.ndarray, alpha: float, xmin: float, *, discrete: bool, 
 class _Tail:
     x: np.ndarray  # (n,) sorted data used for the fit
     first: np.ndarray  # (n,) index of the first occurrence of x[j]'s value
+    last: np.ndarray  # (n,) index of the last occurrence of x[j]'s value
     starts: np.ndarray  # (c,) first index of each candidate xmin
     xmins: np.ndarray  # (c,)
     alpha: np.ndarray  # (c,)
     discrete: bool
     xmax: float | None
+
+
+def _distances(tail: _Tail, r: np.ndarray, i: np.ndarray, pos: np.ndarray):
+    """|F - e| at data indices ``pos`` of candidates ``r`` (starting at data index ``i``), and the CDF pairs
+    just below (f, e) and, for discrete data, at (f2, e2) = (F(X <= x), fraction <= x)."""
+    m = tail.x.size - i
+    alpha, xmin = tail.alpha[r][:, None], tail.xmins[r][:, None]
+    xv = tail.x[pos]
+    e = (tail.first[pos] - i) / m
+    f = _cdf_below(xv, alpha, xmin, tail.xmax, tail.discrete)
+    d = np.abs(f - e)
+    if not tail.discrete:
+        return d, f, e, f, e
+    e2 = (tail.last[pos] + 1 - i) / m
+    f2 = _cdf_below(xv + 1.0, alpha, xmin, tail.xmax, True)
+    return np.maximum(d, np.abs(f2 - e2)), f, e, f2, e2
 
 
 def _bracket(tail: _Tail, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,12 +195,11 @@ def _bracket(tail: _Tail, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
         i = tail.starts[r][:, None]  # (rows, 1)
         m = n - i
         pos = i + (ks[None, :] * (m - 1)) // (k - 1)  # (rows, k) tail ranks, both ends included
-        e = (tail.first[pos] - i) / m  # empirical fraction below x[pos]
-        f = _cdf_below(tail.x[pos], tail.alpha[r][:, None], tail.xmins[r][:, None], tail.xmax, tail.discrete)
-        d = np.abs(f - e)
+        d, f, e, f2, e2 = _distances(tail, r, i, pos)
         arg = d.argmax(axis=1)
         lo = d[np.arange(r.size), arg]
-        gap = np.maximum(f[:, 1:] - e[:, :-1], e[:, 1:] - f[:, :-1]).max(axis=1)
+        # between two sampled points every CDF value lies between its values at the two ends
+        gap = np.maximum(f2[:, 1:] - e[:, :-1], e2[:, 1:] - f[:, :-1]).max(axis=1)
         exact = m[:, 0] <= k  # every point was sampled
         lb[s : s + r.size] = lo
         ub[s : s + r.size] = np.where(exact, lo, np.maximum(lo, gap))
@@ -198,20 +217,16 @@ def _window(tail: _Tail, rows: np.ndarray, centre: np.ndarray, half: int) -> np.
     for s in range(0, rows.size, chunk):
         r = rows[s : s + chunk]
         i = tail.starts[r][:, None]
-        m = n - i
         pos = np.clip(centre[s : s + chunk, None] + offs[None, :], i, n - 1)
-        e = (tail.first[pos] - i) / m
-        f = _cdf_below(tail.x[pos], tail.alpha[r][:, None], tail.xmins[r][:, None], tail.xmax, tail.discrete)
-        out[s : s + r.size] = np.abs(f - e).max(axis=1)
+        out[s : s + r.size] = _distances(tail, r, i, pos)[0].max(axis=1)
     return out
 
 
 def _exact_ks(tail: _Tail, row: int) -> float:
     i = int(tail.starts[row])
-    m = tail.x.size - i
-    e = (tail.first[i:] - i) / m
-    f = _cdf_below(tail.x[i:], tail.alpha[row], tail.xmins[row], tail.xmax, tail.discrete)
-    return float(np.abs(f - e).max())
+    r = np.array([row])
+    pos = np.arange(i, tail.x.size)[None, :]
+    return float(_distances(tail, r, np.array([[i]]), pos)[0].max())
 
 
 def _best_candidate(tail: _Tail) -> tuple[int, float]:
@@ -307,6 +322,7 @@ def fit_power_law(
     data, _ = _prepare(x, discrete, xmax)
     n = data.size
     first = np.searchsorted(data, data, side="left")
+    last = np.searchsorted(data, data, side="right") - 1
     fixed = xmin is not None and np.ndim(xmin) == 0
     if fixed:
         xmin_f = float(xmin)  # type: ignore[arg-type]
@@ -340,7 +356,7 @@ def fit_power_law(
             )
         starts, xmins = starts[ok], xmins[ok]
     alphas, at_bound = _candidate_alphas(data, starts, xmins, discrete, xmax)
-    tail = _Tail(data, first, starts, xmins, alphas, discrete, xmax)
+    tail = _Tail(data, first, last, starts, xmins, alphas, discrete, xmax)
     best, ks = _best_candidate(tail)
     alpha = float(alphas[best])
     x_min = float(xmins[best])
