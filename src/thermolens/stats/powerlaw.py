@@ -143,9 +143,13 @@ def loglikelihoods(x: np.ndarray, alpha: float, xmin: float, *, discrete: bool, 
     x = np.asarray(x, dtype=np.float64)
     if discrete:
         return -alpha * np.log(x) - _log_norm_discrete(np.asarray(alpha), np.asarray(xmin), xmax)
-    log_norm = np.log(alpha - 1.0) - np.log(xmin)
-    if xmax is not None:
-        log_norm = np.log(np.abs(alpha - 1.0)) - np.log(xmin) - np.log(np.abs(-np.expm1((1 - alpha) * np.log(xmax / xmin))))
+    if xmax is None:
+        log_norm = np.log(alpha - 1.0) - np.log(xmin)
+    elif alpha == 1.0:
+        log_norm = -np.log(xmin) - np.log(np.log(xmax / xmin))
+    else:  # (alpha - 1) / (xmin (1 - (xmax/xmin)^(1 - alpha))) > 0 for either sign of alpha - 1
+        cut = -np.expm1((1.0 - alpha) * np.log(xmax / xmin))
+        log_norm = np.log(abs(alpha - 1.0)) - np.log(xmin) - np.log(abs(cut))
     return log_norm - alpha * np.log(x / xmin)
 
 
