@@ -20,6 +20,7 @@ over contiguous blocks of a single long trial.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,8 +129,12 @@ def _fit_exponential(k: np.ndarray, r: np.ndarray, kind: str) -> tuple[float, fl
         f = lambda kk, b, m, c: b * m**kk + c  # noqa: E731
         p0 = (b0, m0, 0.0)
     try:
-        popt, _ = optimize.curve_fit(f, k, r, p0=p0, maxfev=20000)
-    except (RuntimeError, optimize.OptimizeWarning):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            # overflow while the optimiser probes large m, and an unestimable covariance, are harmless here
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
+            popt, _ = optimize.curve_fit(f, k, r, p0=p0, maxfev=20000)
+    except RuntimeError:  # no convergence: reported as NaN
         return float("nan"), float("nan"), float("nan")
     b, m = float(popt[0]), float(popt[1])
     return b, m, float(popt[2]) if kind == "exponential_offset" else 0.0
