@@ -72,6 +72,7 @@ def test_wrong_data_is_refused():
         # Clauset, Shalizi & Newman 2009 (arXiv:0706.1062) Table 6.1, p-values from 2500 replicates.
         ("blackouts", False, 1e-3, 0.62),
         ("cities", False, 1e-3, 0.76),
+        ("fires", False, 1, 0.05),
         ("flares", False, 1, 1.00),
         ("terrorism", True, 1, 0.68),
         ("words", True, 1, 0.49),
