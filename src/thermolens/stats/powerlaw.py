@@ -276,10 +276,11 @@ def _best_candidate(tail: _Tail) -> tuple[int, float]:
 # the fitter
 
 
-def _prepare(x: ArrayLike, discrete: bool, xmax: float | None) -> tuple[np.ndarray, int]:
+def _prepare(x: ArrayLike, discrete: bool, xmax: float | None) -> np.ndarray:
+    """Sorted, validated data, cut at xmax."""
     data = as_sample(x, discrete=discrete)
     if xmax is None:
-        return data, data.size
+        return data
     if not np.isfinite(xmax) or xmax <= 0:
         raise ValueError(f"xmax={xmax} must be a positive finite number (or omitted)")
     if discrete and xmax != np.floor(xmax):
@@ -287,7 +288,7 @@ def _prepare(x: ArrayLike, discrete: bool, xmax: float | None) -> tuple[np.ndarr
     kept = data[data <= xmax]
     if kept.size == 0 or kept.min() == kept.max():
         raise ValueError(f"xmax={xmax:g} leaves fewer than two distinct values; raise xmax")
-    return kept, data.size
+    return kept
 
 
 def _candidate_alphas(x, starts, xmins, discrete, xmax):
@@ -323,7 +324,7 @@ def fit_power_law(
     """
     if min_tail < 2:
         raise ValueError(f"min_tail={min_tail} must be at least 2")
-    data, _ = _prepare(x, discrete, xmax)
+    data = _prepare(x, discrete, xmax)
     n = data.size
     first = np.searchsorted(data, data, side="left")
     last = np.searchsorted(data, data, side="right") - 1
