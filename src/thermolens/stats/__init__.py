@@ -1,0 +1,45 @@
+"""Statistics engine: power laws and alternatives, goodness of fit, likelihood ratios, branching ratios,
+avalanches. Pure numpy/scipy; no plotting here (figures live in ``thermolens.report.stats``)."""
+
+from thermolens.stats.alternatives import (
+    ALTERNATIVES,
+    AlternativeFit,
+    Comparison,
+    compare,
+    fit_alternative,
+    fit_truncated_power_law,
+)
+from thermolens.stats.avalanches import (
+    Avalanches,
+    CracklingResult,
+    avalanches,
+    avalanches_from_counts,
+    crackling_relation,
+)
+from thermolens.stats.branching import BranchingResult, branching_ratio, coefficients, simulate_branching
+from thermolens.stats.gof import GoodnessOfFit, goodness_of_fit
+from thermolens.stats.powerlaw import PowerLawFit, PowerLawSampler, fit_power_law, sample_power_law
+
+__all__ = [
+    "ALTERNATIVES",
+    "AlternativeFit",
+    "Avalanches",
+    "BranchingResult",
+    "CracklingResult",
+    "avalanches",
+    "avalanches_from_counts",
+    "branching_ratio",
+    "coefficients",
+    "crackling_relation",
+    "simulate_branching",
+    "Comparison",
+    "GoodnessOfFit",
+    "PowerLawFit",
+    "PowerLawSampler",
+    "compare",
+    "fit_alternative",
+    "fit_power_law",
+    "fit_truncated_power_law",
+    "goodness_of_fit",
+    "sample_power_law",
+]
