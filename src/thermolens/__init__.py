@@ -13,10 +13,10 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "scan": "thermolens.scan",
-    "ScanResult": "thermolens.scan",
-    "ScanConfig": "thermolens.scan",
-    "detect_critical_point": "thermolens.scan",
+    "scan": "thermolens.experiments.scan",
+    "ScanResult": "thermolens.experiments.scan",
+    "ScanConfig": "thermolens.experiments.scan",
+    "detect_critical_point": "thermolens.experiments.critical",
 }
 _SUBPACKAGES = ("data", "models", "thermo", "stats", "meanfield", "committee", "experiments", "report", "io")
 

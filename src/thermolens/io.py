@@ -169,8 +169,8 @@ def is_run_dir(path: str | os.PathLike, kind: str | None = None) -> bool:
     return kind is None or data.get("kind") == kind
 
 
-def prepare_run_dir(path: str | os.PathLike, *, kind: str, overwrite: bool = False) -> Path:
-    """Check that ``path`` may receive a run of command ``kind`` and create it.
+def check_run_dir(path: str | os.PathLike, *, kind: str, overwrite: bool = False) -> Path:
+    """Check, without creating anything, that ``path`` may receive a run of command ``kind``.
 
     A missing or empty directory, or a previous run of the same kind, is accepted. Anything else is
     refused with a ``ValueError`` unless ``overwrite`` is set: a run never silently mixes its files
@@ -184,6 +184,12 @@ def prepare_run_dir(path: str | os.PathLike, *, kind: str, overwrite: bool = Fal
             f"output directory {path} exists and is not a previous `{kind}` run; "
             "choose another --out or pass --overwrite"
         )
+    return path
+
+
+def prepare_run_dir(path: str | os.PathLike, *, kind: str, overwrite: bool = False) -> Path:
+    """``check_run_dir``, then create the directory."""
+    path = check_run_dir(path, kind=kind, overwrite=overwrite)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -29,6 +29,10 @@ def _root(
     """thermolens: measure phase transitions and criticality in attention networks."""
 
 
+from thermolens.cli import scan as _scan  # noqa: E402
+
+app.command("scan")(_scan.scan)
+
 from thermolens.cli.fit import app as _fit_app  # noqa: E402
 
 app.add_typer(_fit_app, name="fit")

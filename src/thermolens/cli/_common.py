@@ -66,7 +66,7 @@ def print_json(obj: Any) -> None:
     """Print one JSON object to stdout (the machine-readable channel)."""
     from thermolens.io import dumps_json
 
-    sys.stdout.write(dumps_json(obj) + "\n")
+    sys.stdout.write(dumps_json(obj, indent=None) + "\n")
     sys.stdout.flush()
 
 

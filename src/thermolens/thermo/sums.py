@@ -224,21 +224,27 @@ def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | 
                          "add leading axes with [None] for a single sequence or head")
     if logits.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         raise ValueError(f"logits must be floating point, got {logits.dtype}")
-    if not bool(torch.isfinite(logits).all()):
-        raise ValueError("logits contain NaN or inf; mask absent keys with `mask` instead of -inf, "
-                         "and check the capture for the layer/head that produced non-finite values")
-    if mask is None:
-        return logits, None
-    if not isinstance(mask, torch.Tensor):
-        mask = torch.as_tensor(np.array(mask))
-    if mask.dtype != torch.bool:
-        raise ValueError(f"mask must be boolean (True = key exists), got {mask.dtype}")
-    try:
-        mask = torch.broadcast_to(mask.to(logits.device), logits.shape)
-    except RuntimeError:
-        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to logits "
-                         f"{tuple(logits.shape)}; use e.g. (batch, 1, n_q, n_k) or (batch, 1, 1, n_k)") from None
-    return logits, mask
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor):
+            mask = torch.as_tensor(np.array(mask))
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask must be boolean (True = key exists), got {mask.dtype}")
+        try:
+            mask = torch.broadcast_to(mask.to(logits.device), logits.shape)
+        except RuntimeError:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to logits "
+                             f"{tuple(logits.shape)}; use e.g. (batch, 1, n_q, n_k) or (batch, 1, 1, n_k)") from None
+    finite = torch.isfinite(logits)
+    if bool(finite.all()):
+        return logits, mask
+    # As in `ensemble`: -inf marks an absent key (a captured additive mask); NaN or +inf at a key
+    # that exists is an error. Absent keys are zeroed so no inf * 0 reaches the moment sums.
+    absent = logits == -torch.inf
+    exists = ~absent if mask is None else mask & ~absent
+    if bool((exists & ~finite).any()):
+        raise ValueError("logits contain NaN or +inf at valid keys; check the capture for the layer/head "
+                         "that produced them (only -inf, or a False mask entry, marks an absent key)")
+    return logits.masked_fill(~exists, 0.0), exists
 
 
 def sequence_sums(

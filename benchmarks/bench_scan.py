@@ -1,0 +1,104 @@
+"""Scan speed and memory on the bundled MiniLM (issue 2 targets).
+
+- quenched scan, 64 temperatures, all 72 heads, 16,384 tokens: <= 2x one plain forward pass over the same
+  tokens (same process); the naive way (one hooked forward pass per temperature) printed beside it;
+- propagated scan at 16 temperatures: <= 1.2x the cost of 16 plain forward passes;
+- peak memory (max RSS of a fresh process) of a 65,536-token quenched scan: < 4 GiB.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+N_TOKENS = 16384
+NAIVE_SAMPLE = 4  # temperatures actually timed for the naive baseline; the 64-T figure is scaled from them
+
+
+def _plain_forward(loaded, tokens, batch_size: int) -> float:
+    import torch
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for ids, mask in tokens.batches(batch_size):
+            loaded.model(input_ids=ids, attention_mask=mask)
+    return time.perf_counter() - start
+
+
+def _naive_per_temperature(loaded, tokens, temperatures, batch_size: int) -> float:
+    """One hooked forward pass per temperature, evaluating the ensemble at that temperature only."""
+    import torch
+
+    from thermolens import models, thermo
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for T in temperatures:
+            beta = torch.tensor([1.0 / T], dtype=torch.float64)
+            for ids, mask in tokens.batches(batch_size):
+                captured = models.capture_logits(loaded, ids, mask)
+                for layer, logits in captured.logits.items():
+                    thermo.sequence_sums(logits, beta, captured.mask[layer])
+    return time.perf_counter() - start
+
+
+def _peak_memory_gib(n_tokens: int) -> float:
+    code = (
+        "import resource, thermolens as tl; from thermolens.experiments.scan import ScanConfig;"
+        f"tl.scan(None, None, config=ScanConfig(max_tokens={n_tokens}, n_boot=200));"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 2**20  # ru_maxrss is in KiB on Linux
+
+
+def main() -> str:
+    import torch
+
+    from thermolens import models
+    from thermolens.data import corpus
+    from thermolens.experiments.scan import DEFAULT_TEMPERATURES, ScanConfig, scan
+
+    loaded = models.load_model(None)
+    tokens = corpus.tokenize_corpus(loaded.tokenizer, [corpus.builtin_text()], seq_len=128, max_tokens=N_TOKENS)
+    batch = 16
+    _plain_forward(loaded, tokens, batch)  # warm-up
+    t_plain = min(_plain_forward(loaded, tokens, batch) for _ in range(2))
+
+    t0 = time.perf_counter()
+    result = scan(loaded, None, config=ScanConfig(max_tokens=N_TOKENS, batch_size=batch))
+    t_scan = time.perf_counter() - t0
+    t_scan_sweep = t_scan - result.timings["load"] - result.timings["tokenize"]
+
+    sample = np.asarray(DEFAULT_TEMPERATURES)[:: len(DEFAULT_TEMPERATURES) // NAIVE_SAMPLE][:NAIVE_SAMPLE]
+    t_naive = _naive_per_temperature(loaded, tokens, sample, batch) * len(DEFAULT_TEMPERATURES) / NAIVE_SAMPLE
+
+    temps16 = tuple(float(t) for t in np.geomspace(0.25, 4.0, 16))
+    t0 = time.perf_counter()
+    prop = scan(loaded, None, config=ScanConfig(max_tokens=N_TOKENS, batch_size=batch, temperatures=temps16,
+                                                mode="propagated", n_boot=0))
+    t_prop = time.perf_counter() - t0 - prop.timings["load"] - prop.timings["tokenize"]
+
+    peak = _peak_memory_gib(65536)
+    rows = [
+        ("plain forward pass, 16,384 tokens (sdpa)", f"{t_plain:.2f} s", "1.00x", "reference"),
+        ("quenched scan, 64 T, 72 heads (incl. nulls + 200 bootstrap)", f"{t_scan_sweep:.2f} s",
+         f"{t_scan_sweep / t_plain:.2f}x", f"<= 2x: {'pass' if t_scan_sweep <= 2 * t_plain else 'FAIL'}"),
+        ("  of which forward + capture", f"{result.timings['forward_and_capture']:.2f} s", "", ""),
+        ("  of which ensemble sums (real + nulls)", f"{result.timings['thermo']:.2f} s", "", ""),
+        ("  of which bootstrap + tables", f"{result.timings['bootstrap_and_tables']:.2f} s", "", ""),
+        (f"naive: one hooked pass per T, 64 T (timed {NAIVE_SAMPLE}, scaled)", f"{t_naive:.1f} s",
+         f"{t_naive / t_plain:.1f}x", "baseline"),
+        ("propagated scan, 16 T (capture + ensemble at each T)", f"{t_prop:.2f} s",
+         f"{t_prop / (16 * t_plain):.2f}x of 16 plain", f"<= 1.2x: {'pass' if t_prop <= 1.2 * 16 * t_plain else 'FAIL'}"),
+        ("peak RSS, 65,536-token quenched scan (fresh process)", f"{peak:.2f} GiB", "",
+         f"< 4 GiB: {'pass' if peak < 4 else 'FAIL'}"),
+    ]
+    lines = ["## scan (issue 2): bundled all-MiniLM-L6-v2, 6 x 12 heads, seq_len 128", "",
+             f"torch threads: {torch.get_num_threads()}. Times exclude model loading and tokenization.", "",
+             "| measurement | time | ratio | target |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)

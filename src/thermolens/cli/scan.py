@@ -1,0 +1,124 @@
+"""``thermolens scan``: attention thermodynamics of every head of a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from thermolens.cli._common import console, handle_errors, parse_grid, parse_ints, print_json, resolve_device
+
+KIND = "scan"
+
+
+@handle_errors
+def scan(
+    model: str = typer.Option(None, "--model", help="Local model directory or Hugging Face name (a name needs a network). Default: the bundled all-MiniLM-L6-v2."),
+    text: list[Path] = typer.Option(None, "--text", help="Text file or directory of text files (repeatable). Default: the built-in English corpus (pydoc_data.topics)."),
+    max_tokens: int = typer.Option(16384, "--max-tokens", help="Real tokens to read from the corpus."),
+    seq_len: int = typer.Option(128, "--seq-len", help="Tokens per sequence, special tokens included."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Sequences per forward pass."),
+    temperatures: str = typer.Option("0.05:20:64", "--temperatures", help="Temperature grid: 'start:stop:count' (log-spaced) or 'T1,T2,...' ascending."),
+    mode: str = typer.Option("quenched", "--mode", help="'quenched' (logits captured once, all T from them) or 'propagated' (T applied inside the forward pass; downstream layers feel it)."),
+    layers: str = typer.Option(None, "--layers", help="Layers to scan (and heat, in propagated mode), e.g. '0,1' or '0:3'. Default: all."),
+    heads: str = typer.Option(None, "--heads", help="Heads to scan (and heat), e.g. '0,5'. Default: all."),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of sequences for the CI of T*."),
+    null_sequences: int = typer.Option(8, "--null-sequences", help="Sequences used to draw the null ensembles."),
+    power_law: bool = typer.Option(False, "--power-law/--no-power-law", help="Also run the seed paper's power-law check (Clauset bootstrap) on each head's attention weights at T*."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the null ensembles and the bootstrap."),
+    device: str = typer.Option("auto", "--device", help="'auto', 'cpu', 'cuda', 'cuda:1', ..."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a model's own Python code to run (never by default)."),
+    out: Path = typer.Option(Path("runs/scan"), "--out", help="Run directory to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into --out even if it holds something that is not a previous scan."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Draw the figures and report.html."),
+    json_out: bool = typer.Option(False, "--json", help="Print the headline numbers as one JSON object on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Thermodynamics of every attention head: F, U, S, C, correlation length and susceptibility
+    against temperature, the critical temperature T* per head with a bootstrap CI, and the same for
+    matched null ensembles."""
+    from thermolens import io
+    from thermolens.experiments.scan import ScanConfig
+
+    config = ScanConfig(
+        temperatures=tuple(parse_grid(temperatures, name="temperature", spacing="log", positive=True)),
+        mode=mode,  # type: ignore[arg-type]
+        seq_len=seq_len,
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        layers=tuple(parse_ints(layers, name="--layers")) if layers else None,
+        heads=tuple(parse_ints(heads, name="--heads")) if heads else None,
+        n_boot=bootstrap,
+        null_sequences=null_sequences,
+        seed=seed,
+    )
+    texts = _read_texts(text)
+    io.check_run_dir(out, kind=KIND, overwrite=overwrite)
+    device = resolve_device(device)
+
+    from thermolens import models
+    from thermolens.experiments.critical import detect_critical_point
+    from thermolens.experiments.scan import scan as run_scan
+
+    # Everything that can be refused is checked before the run directory is created.
+    loaded = models.load_model(model, device=device, trust_remote_code=trust_remote_code)
+    run_dir = io.prepare_run_dir(out, kind=KIND, overwrite=overwrite)
+    recorder = io.RunRecorder(run_dir, kind=KIND, command=io.command_line(), config=config.to_dict(), seed=seed)
+    with recorder:
+        result = _with_progress(
+            lambda progress: run_scan(loaded, texts, config=config, device=device, progress=progress), quiet, "scan"
+        )
+        result.save(run_dir)
+        summary = result.summary()
+        if power_law:
+            critical = _with_progress(
+                lambda progress: detect_critical_point(result, loaded, texts, seed=seed, progress=progress), quiet,
+                "power-law check",
+            )
+            io.write_table(run_dir / "critical_points.parquet", critical)
+            summary["n_power_law_heads"] = int(critical["is_power_law"].sum())
+        if report:
+            from thermolens.report.scan import write_report
+
+            write_report(result, run_dir)
+        recorder.timings.update(result.timings)
+        recorder.summary.update({k: v for k, v in summary.items() if k != "heads"})
+    _print_human(result, run_dir)
+    if json_out:
+        print_json({**summary, "out": str(run_dir)})
+
+
+def _read_texts(paths: list[Path] | None) -> list[str] | None:
+    if not paths:
+        return None
+    from thermolens.data.corpus import read_texts
+
+    return read_texts(paths)
+
+
+def _with_progress(fn, quiet: bool, label: str):
+    """Call ``fn(progress)`` with a callback drawing a rich progress bar on stderr (none when quiet)."""
+    if quiet:
+        return fn(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task(label, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return fn(progress)
+
+
+def _print_human(result, run_dir: Path) -> None:
+    heads = result.heads
+    console.print(
+        f"[bold]{result.model_name}[/]: {len(heads)} heads, {result.n_tokens} tokens, mode {result.config.mode}; "
+        f"median T* = {heads['T_star'].median():.3g} (Gaussian null {heads['T_star_null_gauss'].median():.3g}); "
+        f"{int(heads['differs_from_null'].sum())} heads differ from both nulls, {int(heads['at_edge'].sum())} peak at the grid edge."
+    )
+    if result.losses is not None:
+        best = result.losses.loc[result.losses["loss"].idxmin()]
+        console.print(f"lowest loss {best['loss']:.4g} at T = {best['T']:.3g}")
+    console.print(f"wrote {run_dir}")

@@ -1,0 +1,165 @@
+"""The scan: consistency between modes, invariants of the tables, the run directory and the CLI contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from thermolens.cli import app
+from thermolens.experiments.scan import ScanConfig, ScanResult, scan
+
+TEXT = ("The quick brown fox jumps over the lazy dog while the cat sleeps by the fire. " * 40).strip()
+TEMPS = tuple(float(t) for t in np.geomspace(1e-3, 10.0, 17))  # random tiny weights: logit std ~ 0.01
+
+
+def _tiny_bert(tmp_path_factory=None):
+    import transformers as tf
+
+    from thermolens.models import bundled_model_dir, from_pretrained_model
+
+    torch.manual_seed(0)
+    config = tf.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=37, max_position_embeddings=64)
+    model = tf.BertForMaskedLM(config)
+    tokenizer = tf.AutoTokenizer.from_pretrained(bundled_model_dir(), local_files_only=True)
+    return model, tokenizer, from_pretrained_model(model, tokenizer, name="tiny-bert")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return _tiny_bert()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, tiny):
+    model, tokenizer, _ = tiny
+    path = tmp_path_factory.mktemp("tiny-bert")
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def quenched(tiny):
+    cfg = ScanConfig(temperatures=TEMPS, seq_len=32, max_tokens=400, batch_size=4, n_boot=50, null_sequences=4)
+    return scan(tiny[2], [TEXT], config=cfg)
+
+
+def test_tables_have_every_head_and_temperature(quenched):
+    assert len(quenched.heads) == 2 * 4
+    assert len(quenched.curves) == 2 * 4 * len(TEMPS)
+    assert (quenched.curves["C"] >= 0).all()
+    # F = U - T S per row, hence also for row averages (DESIGN.md §3).
+    c = quenched.curves
+    np.testing.assert_allclose(c["F"], c["U"] - c["T"] * c["S"], rtol=1e-9, atol=1e-9)
+    # S is at most ln n and approaches it at high T.
+    assert (c["S"] <= np.log(c["n_keys"]) + 1e-9).all()
+
+
+def test_t_star_lies_in_its_ci_and_grid(quenched):
+    h = quenched.heads
+    interior = ~h["at_edge"]
+    assert interior.any()
+    assert ((h.loc[interior, "T_star"] >= min(TEMPS)) & (h.loc[interior, "T_star"] <= max(TEMPS))).all()
+    assert (h["T_star_lo"] <= h["T_star_hi"]).all()
+    # Kim's convention: T_K = T * sqrt(d_k) (arXiv:2602.08216), d_k = 32 / 4 = 8.
+    np.testing.assert_allclose(h["T_star_kim"], h["T_star"] * np.sqrt(8))
+
+
+def test_propagated_layer0_equals_quenched(tiny, quenched):
+    """Heating every layer leaves layer 0's own logits unchanged, so its C(T) must equal the quenched one."""
+    cfg = ScanConfig(temperatures=TEMPS, seq_len=32, max_tokens=400, batch_size=4, n_boot=0, null_sequences=4,
+                     mode="propagated")
+    prop = scan(tiny[2], [TEXT], config=cfg)
+    a = quenched.curves[quenched.curves["layer"] == 0].sort_values(["head", "T"])
+    b = prop.curves[prop.curves["layer"] == 0].sort_values(["head", "T"])
+    np.testing.assert_allclose(a["C"].to_numpy(), b["C"].to_numpy(), rtol=1e-6, atol=1e-9)
+    # Downstream layers feel the temperature: at low T layer 0 sharpens, and layer 1 sees other inputs.
+    a1 = quenched.curves[(quenched.curves["layer"] == 1) & (quenched.curves["T"] == TEMPS[0])]["C"].to_numpy()
+    b1 = prop.curves[(prop.curves["layer"] == 1) & (prop.curves["T"] == TEMPS[0])]["C"].to_numpy()
+    assert not np.allclose(a1, b1, rtol=1e-3)
+    assert prop.losses is not None and len(prop.losses) == len(TEMPS) and np.isfinite(prop.losses["loss"]).all()
+
+
+def test_save_load_roundtrip(tmp_path, quenched):
+    quenched.save(tmp_path)
+    back = ScanResult.load(tmp_path)
+    assert back.config == quenched.config
+    np.testing.assert_allclose(back.heads["T_star"], quenched.heads["T_star"])
+
+
+def _run(args):
+    return CliRunner().invoke(app, args)
+
+
+def test_cli_scan_json(tmp_path, tiny_dir):
+    text = tmp_path / "corpus.txt"
+    text.write_text(TEXT)
+    out = tmp_path / "run"
+    res = _run(["scan", "--model", str(tiny_dir), "--text", str(text), "--max-tokens", "400", "--seq-len", "32",
+                "--temperatures", "0.1:5:8", "--bootstrap", "20", "--out", str(out), "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout.strip().splitlines()[-1])
+    assert payload["n_heads"] == 8 and len(payload["heads"]) == 8
+    for name in ("heads.parquet", "curves.parquet", "manifest.json", "report.html", "heat_capacity.png",
+                 "T_star_heatmap.png", "entropy.png"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+    # A previous scan may be overwritten without --overwrite.
+    res = _run(["scan", "--model", str(tiny_dir), "--text", str(text), "--max-tokens", "200", "--seq-len", "32",
+                "--temperatures", "0.5,1,2", "--bootstrap", "0", "--out", str(out), "--quiet", "--no-report"])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--temperatures", ""], "empty"),
+        (["--temperatures", "-1,1"], "positive"),
+        (["--temperatures", "2,1"], "ascending"),
+        (["--max-tokens", "0"], "max_tokens"),
+        (["--model", "/nonexistent/model/dir"], "nonexistent"),
+        (["--text", "/nonexistent/corpus.txt"], "corpus.txt"),
+    ],
+)
+def test_cli_bad_input(tmp_path, tiny_dir, extra, message):
+    args = ["scan", "--model", str(tiny_dir), "--out", str(tmp_path / "run"), "--quiet", *extra]
+    res = _run(args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_refuses_foreign_directory(tmp_path, tiny_dir):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    res = _run(["scan", "--model", str(tiny_dir), "--out", str(out), "--quiet"])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01\x02binary\x00"])
+def test_cli_rejects_empty_or_binary_text(tmp_path, tiny_dir, content):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(content)
+    res = _run(["scan", "--model", str(tiny_dir), "--text", str(bad), "--out", str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 2 and "bad.txt" in res.output
+
+
+def test_nonfinite_logits_name_layer_and_head(tiny):
+    import transformers as tf
+
+    from thermolens.models import from_pretrained_model
+
+    model, tokenizer, _ = _tiny_bert()
+    with torch.no_grad():
+        model.bert.encoder.layer[1].attention.self.query.weight[8:16].fill_(float("nan"))  # head 1 of layer 1
+    loaded = from_pretrained_model(model, tokenizer, name="broken")
+    with pytest.raises(ValueError, match=r"layer 1.*head 1"):
+        scan(loaded, [TEXT], config=ScanConfig(temperatures=TEMPS, seq_len=32, max_tokens=200, n_boot=0))
