@@ -188,7 +188,7 @@ class _LayerSums:
     real: list[Any] = field(default_factory=list)
     gauss: list[Any] = field(default_factory=list)
     shuffled: list[Any] = field(default_factory=list)
-    spread: list[tuple[Any, Any]] = field(default_factory=list)  # (sum of squares, dof) per head
+    spread: list[tuple[Any, Any]] = field(default_factory=list)  # (sum of squares, dof) per head, null sequences
 
 
 def _resolve_model(model: Any, device: str):
@@ -221,10 +221,15 @@ def _chosen(values: Sequence[int] | None, n: int, what: str) -> list[int]:
 
 
 def _add_null_sums(sums: _LayerSums, logits: Any, mask: Any, betas: Any, generator: Any) -> None:
+    """Sums of both null ensembles of one batch, and the head's pooled within-row logit spread."""
+    import torch
+
     from thermolens import thermo
 
-    sigma = thermo.logit_std(logits, mask)
-    gauss = thermo.gaussian_null_logits(mask, sigma.nan_to_num(0.0), generator)
+    sum_sq, dof = thermo.within_row_sums(logits, mask)
+    sums.spread.append((sum_sq, dof))
+    sigma = torch.sqrt(sum_sq / dof.clamp_min(1.0))  # thermo.logit_std, from the pieces kept above
+    gauss = thermo.gaussian_null_logits(mask, sigma, generator)
     sums.gauss.append(thermo.sequence_sums(gauss, betas, mask))
     sums.shuffled.append(thermo.sequence_sums(thermo.shuffled_null_logits(logits, mask, generator), betas, mask))
 
@@ -291,19 +296,20 @@ def scan(
     with torch.inference_mode():
         # Quenched pass: every batch in quenched mode; in both modes the first `null_sequences`
         # sequences also feed the null ensembles, drawn from the model's own (T = 1) logits.
-        for index, (ids, mask) in enumerate(tokens.batches(config.batch_size)):
-            with_null = index < n_null_batches
-            if not (quenched or with_null):
+        null_left = min(config.null_sequences, tokens.n_seq)
+        for ids, mask in tokens.batches(config.batch_size):
+            if not (quenched or null_left):
                 break
             captured = _timed(clock, "forward", _capture, loaded, ids, mask, layers)
+            take = min(null_left, ids.shape[0])
+            null_left -= take
             t1 = time.perf_counter()
             for layer in layers:
                 logits, key_mask = captured.logits[layer], captured.mask[layer]
-                acc[layer].spread.append(thermo.within_row_sums(logits, key_mask))
                 if quenched:
                     acc[layer].real.append(thermo.sequence_sums(logits, betas, key_mask))
-                if with_null:
-                    _add_null_sums(acc[layer], logits, key_mask, betas, generator)
+                if take:
+                    _add_null_sums(acc[layer], logits[:take], key_mask[:take], betas, generator)
             clock["thermo"] += time.perf_counter() - t1
             tick()
         if not quenched:
