@@ -37,6 +37,8 @@ with the float64 path to about 1e-6 relative on real attention logits; the error
 from __future__ import annotations
 
 import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +58,11 @@ SUM_FIELDS = (
 CPU_CHUNK_BYTES = 4 * 2**20
 #: On an accelerator, larger chunks amortise kernel launches.
 ACCEL_CHUNK_BYTES = 512 * 2**20
-#: Bytes of per-key moment columns prepared at once (below glibc's 32 MiB mmap ceiling, so that
-#: the block's temporaries are recycled instead of page-faulted in afresh).
-BLOCK_BYTES = 8 * 2**20
+#: A block's temporaries: per-key moment columns, and the float64 ``(n_betas, rows)`` arrays of
+#: the per-row algebra. Small blocks matter: large temporaries are fresh pages from the kernel on
+#: every allocation, and faulting them in costs more than the arithmetic done on them.
+BLOCK_BYTES = 4 * 2**20
+ROW_TEMP_BYTES = 256 * 2**10
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,8 @@ def _key_moments(
         l = l.double()
     lowest = torch.finfo(l.dtype).min
     m, j_star = torch.where(valid, l, lowest).max(dim=-1)  # (rows,)
-    m = torch.where(valid.any(dim=-1), m, 0.0)  # rows without keys: any finite origin will do
+    n = valid.sum(dim=-1)
+    m = torch.where(n > 0, m, 0.0)  # rows without keys: any finite origin will do
     e = (m[:, None] - l).to(dtype)  # (rows, n_k), >= 0 on valid keys
     vf = valid.to(dtype)
     r = torch.arange(n_k, device=l.device, dtype=dtype)[None, :] - j_star[:, None].to(dtype)
@@ -158,22 +163,28 @@ def _key_moments(
         # (rows, n_betas, n_k) weights in the reused buffer: fresh multi-MiB allocations page-fault.
         w = work[: c1 - c0]
         torch.mul(neg_betas, e_inf[c0:c1, None, :], out=w)
-        w.exp_()
+        if w.device.type == "cpu":
+            np.exp(w.numpy(), out=w.numpy())  # numpy's SIMD exp is ~2x torch's on CPU
+        else:
+            w.exp_()
         torch.bmm(w, x[c0:c1].transpose(1, 2), out=s[c0:c1])  # (rows, n_betas, 5)
         torch.linalg.vector_norm(w, dim=-1, out=s_ww[c0:c1])  # one pass, no temporary
     s = s.double().permute(2, 1, 0)  # (5, n_betas, rows)
-    return m.double(), j_star, valid.sum(dim=-1), s[0], s[1], s[2], s[3], s[4], s_ww.double().T ** 2
+    return m.double(), j_star, n, s[0], s[1], s[2], s[3], s[4], s_ww.double().T ** 2
 
 
-def _row_quantities(
+def _panel_sums(
     l: torch.Tensor, valid: torch.Tensor, betas: torch.Tensor, work: torch.Tensor, q_index: torch.Tensor,
-    vals: torch.Tensor,
+    n_panels: int,
 ) -> torch.Tensor:
-    """Per-row quantities of the module table written into ``vals`` ``(n_fields, n_betas, rows)``.
+    """Sums of the module table's per-row quantities over the rows of each panel in a block.
 
-    Rows without a valid key contribute exactly 0 to every field.
+    ``l``, ``valid`` ``(n_panels * rows, n_k)``, rows of one panel contiguous. Returns
+    ``(n_fields, n_betas, n_panels)`` float64. Rows without a valid key contribute exactly 0: their
+    key sums are 0, and the few row-level terms that would not vanish are zeroed explicitly.
     """
     m, j_star, n, z, s_e, s_ee, s_r, s_rr, s_ww = _key_moments(l, valid, betas, work)
+    n_b = betas.numel()
     b = betas[:, None]
     nf = n.double()
     keep = (n > 0).double()  # (rows,)
@@ -186,17 +197,16 @@ def _row_quantities(
     mean_rr = s_rr * inv_z
     y = s_ww * inv_z**2
     # q = (Y - 1/n) / (1 - 1/n) = (n Y - 1) / (n - 1); a single key is frozen by definition (q = 1).
-    q = torch.where(nf > 1, (nf * y - 1.0) / (nf - 1.0).clamp_min(1.0), 1.0)
-    d = (j_star.double() - q_index.double())[None, :]  # offset of the ground state from the query
+    q = torch.where(nf > 1, (nf * y - 1.0) / (nf - 1.0).clamp_min(1.0), keep)
+    d = (j_star.double() - q_index.double()) * keep  # offset of the ground state from the query
     # Uniform attention over valid keys: moments of the key index j and of j - i (beta-independent).
     jj = torch.arange(l.shape[-1], device=l.device, dtype=torch.float64)
     vf = valid.double()
     nn = nf.clamp_min(1.0)
     mu_j = (vf * jj).sum(-1) / nn
     uniform_spread = (vf * (jj - mu_j[:, None]) ** 2).sum(-1) / nn
-    fields = {
-        "rows": torch.ones_like(z),
-        "keys": nf.expand_as(z),
+    uniform_distance = (uniform_spread + (mu_j - q_index.double()) ** 2) * keep
+    per_beta = {  # (n_betas, rows)
         "free_energy": -(m + log_z / b),
         "energy": mean_e - m,
         "entropy": b * mean_e + log_z,
@@ -205,11 +215,15 @@ def _row_quantities(
         "concentration_sq": q * q,
         "spread": (mean_rr - mean_r**2).clamp_min(0.0),
         "distance": mean_rr + 2 * d * mean_r + d**2,
-        "uniform_spread": uniform_spread.expand_as(z),
-        "uniform_distance": (uniform_spread + (mu_j - q_index.double()) ** 2).expand_as(z),
     }
-    torch.stack([fields[k] for k in SUM_FIELDS], out=vals)
-    return vals.mul_(keep)
+    per_row = {"rows": keep, "keys": nf, "uniform_spread": uniform_spread, "uniform_distance": uniform_distance}
+    out = []
+    for k in SUM_FIELDS:
+        if k in per_row:
+            out.append(per_row[k].reshape(n_panels, -1).sum(-1).expand(n_b, n_panels))
+        else:
+            out.append(per_beta[k].reshape(n_b, n_panels, -1).sum(-1))
+    return torch.stack(out)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -224,7 +238,8 @@ def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | 
                          "add leading axes with [None] for a single sequence or head")
     if logits.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         raise ValueError(f"logits must be floating point, got {logits.dtype}")
-    if not bool(torch.isfinite(logits).all()):
+    # A sum is non-finite if any entry is NaN or +-inf (or, rarely, if it overflows): cheap first.
+    if not bool(torch.isfinite(logits.sum(dtype=torch.float64))) and not bool(torch.isfinite(logits).all()):
         raise ValueError("logits contain NaN or inf; mask absent keys with `mask` instead of -inf, "
                          "and check the capture for the layer/head that produced non-finite values")
     if mask is None:
@@ -241,6 +256,58 @@ def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | 
     return logits, mask
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How rows are cut: chunks (weights in memory) inside blocks (per-key arrays in memory)."""
+
+    n_panels: int  # batch * heads; a panel is the n_q rows of one (sequence, head)
+    n_q: int
+    n_k: int
+    rows_per_chunk: int
+    seg: int  # rows of one panel inside a block
+    panels_per_block: int
+
+    def blocks(self) -> list[tuple[int, int, int, int]]:
+        """``(p0, p1, q0, q1)``: panels ``p0:p1``, query rows ``q0:q1`` of each."""
+        return [(p0, min(self.n_panels, p0 + self.panels_per_block), q0, min(self.n_q, q0 + self.seg))
+                for p0 in range(0, self.n_panels, self.panels_per_block)
+                for q0 in range(0, self.n_q, self.seg)]
+
+
+def _plan(shape: tuple[int, ...], n_b: int, elem: int, chunk_bytes: int, n_workers: int) -> _Plan:
+    n_batch, n_heads, n_q, n_k = shape
+    rows_per_chunk = max(1, int(chunk_bytes) // (n_b * n_k * elem))
+    # Per-key preparation and the float64 per-row algebra run on blocks of many chunks, so their
+    # fixed per-call costs are paid rarely. A block is whole panels, or a run of rows inside one
+    # panel when a panel alone is larger than a block; there are at least as many blocks as workers.
+    n_rows = n_batch * n_heads * n_q
+    rows_per_block = max(rows_per_chunk, min(BLOCK_BYTES // (n_k * elem * 5), ROW_TEMP_BYTES // (n_b * 8)))
+    rows_per_block = max(1, min(rows_per_block, -(-n_rows // n_workers)))
+    seg = n_q if n_q <= rows_per_block else rows_per_block
+    panels_per_block = max(1, rows_per_block // n_q) if seg == n_q else 1
+    return _Plan(n_batch * n_heads, n_q, n_k, rows_per_chunk, seg, panels_per_block)
+
+
+def _block_sums(
+    block: tuple[int, int, int, int], by_panel: torch.Tensor, mask: torch.Tensor | None, betas: torch.Tensor,
+    plan: _Plan, dtype: torch.dtype, n_heads: int, buffers: threading.local,
+) -> tuple[int, int, torch.Tensor]:
+    """Sums ``(n_fields, n_betas, p1 - p0)`` over the query rows ``q0:q1`` of panels ``p0:p1``."""
+    p0, p1, q0, q1 = block
+    device, n_k, n_b = by_panel.device, plan.n_k, betas.numel()
+    if not hasattr(buffers, "work"):  # one weight buffer per worker thread, reused for every chunk
+        buffers.work = torch.empty((min(plan.rows_per_chunk, plan.panels_per_block * plan.seg), n_b, n_k),
+                                   dtype=dtype, device=device)
+    l = by_panel[p0:p1, q0:q1].reshape(-1, n_k)  # (panels * rows, n_k)
+    q_all = torch.arange(q0, q1, device=device)
+    if mask is None:
+        valid = torch.ones_like(l, dtype=torch.bool)
+    else:  # gathers only this block of the (broadcast) mask
+        panels = torch.arange(p0, p1, device=device)
+        valid = mask[(panels // n_heads)[:, None], (panels % n_heads)[:, None], q_all[None, :]].reshape(-1, n_k)
+    return p0, p1, _panel_sums(l, valid, betas, buffers.work, q_all.repeat(p1 - p0), p1 - p0)
+
+
 def sequence_sums(
     logits: Any,
     betas: Any,
@@ -248,6 +315,7 @@ def sequence_sums(
     *,
     precision: str = "float32",
     chunk_bytes: int | None = None,
+    threads: int | None = None,
 ) -> SequenceSums:
     """Additive sums over valid query rows of F, U, S, C, concentration and distance moments.
 
@@ -256,8 +324,14 @@ def sequence_sums(
     ``(batch, 1, n_q, n_k)`` for causal+padding, ``(batch, 1, 1, n_k)`` for padding only); betas
     1-D positive. Returns ``SequenceSums`` with fields ``(n_betas, batch, heads)`` float64 on the
     logits' device. ``precision`` ``"float32"`` (fast, ~1e-6 relative) or ``"float64"`` (exact to
-    rounding). Memory: one chunk of ``chunk_bytes`` of weights at a time (default 4 MiB on CPU,
-    512 MiB on an accelerator), plus the output.
+    rounding). Memory: one chunk of ``chunk_bytes`` of weights per worker at a time (default 4 MiB
+    on CPU, 512 MiB on an accelerator) plus ~8 MiB of per-key arrays per worker.
+
+    On CPU the blocks of rows are shared among ``threads`` worker threads (default
+    ``torch.get_num_threads()``), each running single-threaded kernels: independent workers keep
+    both cores busy without the per-operation barriers of intra-op parallelism, which stall badly
+    when the machine is shared. While they run, torch's intra-op thread count is set to 1 (and
+    restored afterwards), so do not run other torch work in parallel threads during the call.
     """
     if precision not in ("float32", "float64"):
         raise ValueError(f"precision={precision!r}; use 'float32' (fast) or 'float64' (exact)")
@@ -267,37 +341,32 @@ def sequence_sums(
     dtype = torch.float32 if precision == "float32" else torch.float64
     n_batch, n_heads, n_q, n_k = logits.shape
     n_b = b.numel()
+    on_cpu = device.type == "cpu"
+    n_workers = max(1, int(threads if threads is not None else torch.get_num_threads())) if on_cpu else 1
     if chunk_bytes is None:
-        chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else ACCEL_CHUNK_BYTES
-    elem = torch.finfo(dtype).bits // 8
-    rows_per_chunk = max(1, int(chunk_bytes) // (n_b * n_k * elem))
-    # Per-key preparation and the float64 per-row algebra run on blocks of many chunks, so their
-    # fixed per-call costs are paid rarely. A block is whole (sequence, head) panels of n_q rows, or
-    # a run of rows inside one panel when a panel alone is larger than a block.
-    rows_per_block = max(rows_per_chunk, BLOCK_BYTES // (n_k * elem * 5))
-    seg = n_q if n_q <= rows_per_block else rows_per_block  # rows of one panel inside a block
-    panels_per_block = max(1, rows_per_block // n_q) if seg == n_q else 1
-    n_panels = n_batch * n_heads
-    work = torch.empty((min(rows_per_chunk, panels_per_block * seg), n_b, n_k), dtype=dtype, device=device)
-    vals = torch.empty((len(SUM_FIELDS), n_b, panels_per_block * seg), dtype=torch.float64, device=device)
+        chunk_bytes = CPU_CHUNK_BYTES if on_cpu else ACCEL_CHUNK_BYTES
+    plan = _plan(tuple(logits.shape), n_b, torch.finfo(dtype).bits // 8, chunk_bytes, n_workers)
     src = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
-    by_panel = src.reshape(n_panels, n_q, n_k)  # a view for contiguous logits
-    out = torch.zeros((len(SUM_FIELDS), n_b, n_panels), dtype=torch.float64, device=device)
-    q_all = torch.arange(n_q, device=device)
-    for p0 in range(0, n_panels, panels_per_block):
-        p1 = min(n_panels, p0 + panels_per_block)
-        for q0 in range(0, n_q, seg):
-            q1 = min(n_q, q0 + seg)
-            panels = torch.arange(p0, p1, device=device)
-            # (panels, rows, n_k) -> (panels * rows, n_k); gathers only this block of the mask
-            l = by_panel[p0:p1, q0:q1].reshape(-1, n_k)
-            if mask is None:
-                valid = torch.ones_like(l, dtype=torch.bool)
-            else:
-                valid = mask[(panels // n_heads)[:, None], (panels % n_heads)[:, None], q_all[None, q0:q1]]
-                valid = valid.reshape(-1, n_k)
-            q_index = q_all[q0:q1].repeat(p1 - p0)
-            v = _row_quantities(l, valid, b, work, q_index, vals[:, :, : l.shape[0]])
-            out[:, :, p0:p1] += v.reshape(len(SUM_FIELDS), n_b, p1 - p0, q1 - q0).sum(dim=-1)
+    by_panel = src.reshape(plan.n_panels, n_q, n_k)  # a view for contiguous logits
+    out = torch.zeros((len(SUM_FIELDS), n_b, plan.n_panels), dtype=torch.float64, device=device)
+    buffers = threading.local()
+    blocks = plan.blocks()
+
+    def run(block: tuple[int, int, int, int]) -> tuple[int, int, torch.Tensor]:
+        return _block_sums(block, by_panel, mask, b, plan, dtype, n_heads, buffers)
+
+    if n_workers == 1 or len(blocks) == 1:
+        results = map(run, blocks)
+        for p0, p1, part in results:
+            out[:, :, p0:p1] += part
+    else:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=n_workers) as pool:
+                for p0, p1, part in pool.map(run, blocks):
+                    out[:, :, p0:p1] += part
+        finally:
+            torch.set_num_threads(previous)
     out = out.reshape(len(SUM_FIELDS), n_b, n_batch, n_heads)
     return SequenceSums(betas=b, **{k: out[i] for i, k in enumerate(SUM_FIELDS)})
