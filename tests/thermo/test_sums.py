@@ -98,6 +98,16 @@ def test_chunking_and_blocking_do_not_change_results():
         np.testing.assert_allclose(getattr(tiny, k).numpy(), getattr(ref, k).numpy(), rtol=1e-12, atol=1e-12)
 
 
+def test_worker_threads_give_identical_sums_and_restore_torch_threads():
+    logits = _logits(seed=7, shape=(4, 3, 16, 16))
+    before = torch.get_num_threads()
+    one = sequence_sums(logits, BETAS, threads=1)
+    two = sequence_sums(logits, BETAS, threads=2, chunk_bytes=16 * 12 * 16 * 4)  # many small blocks
+    assert torch.get_num_threads() == before
+    for k in SUM_FIELDS:
+        torch.testing.assert_close(getattr(two, k), getattr(one, k), rtol=1e-12, atol=1e-12)
+
+
 def test_sums_are_additive_over_sequences():
     logits = _logits(seed=5)
     whole = sequence_sums(logits, BETAS, precision="float64")

@@ -25,9 +25,10 @@ The number of valid keys ``n`` of each row is kept (``Ensemble.n_keys``): it is 
 variable. A row with no valid key has no ensemble: all its quantities are NaN. A row with one valid
 key has ``S = C = 0`` and ``F = U = -l``.
 
-References: the thermodynamic reading of attention follows Aranda Barois (2024) and Kim et al.
-(arXiv:2409.17206 uses energy ``-q.k`` and ``T_K = sqrt(d_k)``; see docs/thermo.md for the map
-``T_K = sqrt(d_k) T``).
+References: scaled dot-product attention as a canonical ensemble, G. Kim, arXiv:2602.08216
+(energy ``-q.k``, temperature ``T_K = sqrt(d_k)`` at the model's operating point; the map to our
+convention is ``T_K = sqrt(d_k) T``, ``F_K = sqrt(d_k) F``, ``U_K = sqrt(d_k) U``, S and C
+unchanged — docs/thermo.md).
 """
 
 from __future__ import annotations
