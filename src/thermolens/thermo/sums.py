@@ -62,7 +62,7 @@ ACCEL_CHUNK_BYTES = 512 * 2**20
 #: the per-row algebra. Small blocks matter: large temporaries are fresh pages from the kernel on
 #: every allocation, and faulting them in costs more than the arithmetic done on them.
 BLOCK_BYTES = 4 * 2**20
-ROW_TEMP_BYTES = 256 * 2**10
+ROW_TEMP_BYTES = 512 * 2**10
 
 
 @dataclass(frozen=True)
@@ -214,44 +214,53 @@ def _panel_sums(
     keep = (n > 0).double()  # (rows,)
     z = torch.where(n > 0, z, 1.0)  # empty rows: every key sum is 0; keep their algebra finite
     log_z = torch.log(z)
-    inv_z = 1.0 / z
+    inv_z = torch.reciprocal(z)
     mean_e = s_e * inv_z
-    var_e = (s_ee * inv_z - mean_e**2).clamp_min(0.0)  # rounding can leave -eps; Var >= 0 exactly
+    # Var = <e^2> - <e>^2 about the ground state; rounding can leave -eps, and Var >= 0 exactly.
+    var_e = torch.addcmul(s_ee * inv_z, mean_e, mean_e, value=-1.0).clamp_min_(0.0)
     mean_r = s_r * inv_z
     mean_rr = s_rr * inv_z
-    y = s_ww * inv_z**2
-    # q = (Y - 1/n) / (1 - 1/n) = (n Y - 1) / (n - 1); a single key is frozen by definition (q = 1).
-    q = torch.where(nf > 1, (nf * y - 1.0) / (nf - 1.0).clamp_min(1.0), keep)
+    y = s_ww * inv_z * inv_z
+    # q = (Y - 1/n) / (1 - 1/n) = a Y - c with a = n/(n-1), c = 1/(n-1); q = 1 for a single key.
+    many = nf > 1
+    a = torch.where(many, nf / (nf - 1.0).clamp_min(1.0), 0.0)
+    c = torch.where(many, 1.0 / (nf - 1.0).clamp_min(1.0), -keep)
+    q = torch.addcmul(-c, y, a)
     d = (j_star.double() - q_index.double()) * keep  # offset of the ground state from the query
     # Uniform attention over valid keys: moments of the key index j and of j - i (beta-independent).
-    jj = torch.arange(l.shape[-1], device=l.device, dtype=torch.float64)
     if valid is None:  # contiguous keys 0..n-1: mean (n-1)/2, variance (n^2-1)/12
         mu_j = (nf - 1.0) / 2
         uniform_spread = (nf**2 - 1.0) / 12
     else:
+        jj = torch.arange(l.shape[-1], device=l.device, dtype=torch.float64)
         vf = valid.double()
         nn = nf.clamp_min(1.0)
         mu_j = (vf * jj).sum(-1) / nn
         uniform_spread = (vf * (jj - mu_j[:, None]) ** 2).sum(-1) / nn
     uniform_distance = (uniform_spread + (mu_j - q_index.double()) ** 2) * keep
-    per_beta = {  # (n_betas, rows)
-        "free_energy": -(m + log_z / b),
-        "energy": mean_e - m,
-        "entropy": b * mean_e + log_z,
-        "heat_capacity": b**2 * var_e,
-        "concentration": q,
-        "concentration_sq": q * q,
-        "spread": (mean_rr - mean_r**2).clamp_min(0.0),
-        "distance": mean_rr + 2 * d * mean_r + d**2,
+
+    def per_panel(x: torch.Tensor) -> torch.Tensor:  # (n_betas, rows) -> (n_betas, panels)
+        return x.reshape(n_b, n_panels, -1).sum(-1)
+
+    def per_panel_row(x: torch.Tensor) -> torch.Tensor:  # (rows,) -> (1, panels)
+        return x.reshape(1, n_panels, -1).sum(-1)
+
+    sum_m, sum_log_z, sum_mean_e = per_panel_row(m), per_panel(log_z), per_panel(mean_e)
+    sums = {  # F, U, S are linear in the row sums of log z, <e> and m: combined after reducing
+        "rows": per_panel_row(keep).expand(n_b, n_panels),
+        "keys": per_panel_row(nf).expand(n_b, n_panels),
+        "free_energy": -(sum_m + sum_log_z / b),
+        "energy": sum_mean_e - sum_m,
+        "entropy": b * sum_mean_e + sum_log_z,
+        "heat_capacity": b**2 * per_panel(var_e),
+        "concentration": per_panel(q),
+        "concentration_sq": per_panel(q * q),
+        "spread": per_panel(torch.addcmul(mean_rr, mean_r, mean_r, value=-1.0).clamp_min_(0.0)),
+        "distance": per_panel(torch.addcmul(mean_rr + d * d, mean_r, 2.0 * d)),
+        "uniform_spread": per_panel_row(uniform_spread).expand(n_b, n_panels),
+        "uniform_distance": per_panel_row(uniform_distance).expand(n_b, n_panels),
     }
-    per_row = {"rows": keep, "keys": nf, "uniform_spread": uniform_spread, "uniform_distance": uniform_distance}
-    out = []
-    for k in SUM_FIELDS:
-        if k in per_row:
-            out.append(per_row[k].reshape(n_panels, -1).sum(-1).expand(n_b, n_panels))
-        else:
-            out.append(per_beta[k].reshape(n_b, n_panels, -1).sum(-1))
-    return torch.stack(out)
+    return torch.stack([sums[k] for k in SUM_FIELDS])
 
 
 # --------------------------------------------------------------------------------------------------
