@@ -157,6 +157,7 @@ def test_boltzmann_is_softmax_at_temperature_with_masked_keys_zero():
         w = np.exp(2.0 * (logits[r] - logits[r][mask[r]].max())) * mask[r]
         np.testing.assert_allclose(p[r], w / w.sum(), rtol=1e-13, atol=0)
     np.testing.assert_array_equal(p[2], 0.0)  # no valid key: all zeros, never NaN
+    assert np.isnan(boltzmann(np.array([[0.0, np.nan]]), 1.0)).all()  # a NaN logit is not hidden
     # T = 1 is the model's own attention; torch keeps dtype/device; a grid of betas stacks in front.
     x = torch.from_numpy(logits).float()
     np.testing.assert_allclose(boltzmann(x, 1.0).numpy(), torch.softmax(x, -1).numpy(), rtol=1e-6)
