@@ -107,7 +107,7 @@ def critical_temperature(temperatures: Any, heat_capacity: Any) -> CriticalPoint
     """Refined maximum of ``C(T)``; ``heat_capacity`` ``(..., n_T)`` over ascending ``temperatures``.
 
     Vectorised over leading axes (e.g. heads). NaN values in a curve are ignored when locating the
-    grid maximum; a curve with a NaN next to its maximum is not refined.
+    grid maximum; a curve containing any NaN is not refined (``refined`` False, grid value kept).
     """
     t, c = _check_grid(temperatures, heat_capacity)
     lead = c.shape[:-1]
