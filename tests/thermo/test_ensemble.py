@@ -24,8 +24,8 @@ def test_uniform_logits_have_zero_heat_capacity_and_log_n_entropy():
         np.testing.assert_allclose(ens.entropy, np.log(n), rtol=0, atol=1e-12)
         np.testing.assert_allclose(ens.heat_capacity, 0.0, rtol=0, atol=1e-12)
         # F = -T log Z = -T (beta * 0.37 + log n) = -0.37 - T log n
-        np.testing.assert_allclose(ens.free_energy, np.broadcast_to(-0.37 - np.log(n) / BETAS[:, None], (BETAS.size, 3)),
-                                   rtol=1e-12)
+        want = np.broadcast_to(-0.37 - np.log(n) / BETAS[:, None], (BETAS.size, 3))
+        np.testing.assert_allclose(ens.free_energy, want, rtol=1e-12)
         assert (ens.n_keys == n).all()
 
 
@@ -76,7 +76,8 @@ def test_high_and_low_temperature_limits():
     ens = ensemble(logits, small)
     var_u = logits.var()
     np.testing.assert_allclose(ens.entropy, np.log(n) - small**2 * var_u / 2, rtol=1e-9)
-    np.testing.assert_allclose(ens.heat_capacity, small**2 * var_u, rtol=5 * small.max() * np.abs(logits).max())
+    np.testing.assert_allclose(ens.heat_capacity, small**2 * var_u,
+                               rtol=5 * small.max() * np.abs(logits).max())
     # beta -> inf: p -> uniform on the g0 = 2 ground states, S -> log 2, C -> 0 (as beta^2 D^2 e^{-beta D}).
     large = np.array([1e2, 1e3, 1e4])
     ens = ensemble(logits, large)

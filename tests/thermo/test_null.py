@@ -25,8 +25,9 @@ def _causal(n_q, n_k):
 
 def test_logit_std_is_the_pooled_within_row_std():
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5])[:, None, None]
-    logits = logits + 5.0 * torch.randn(2, 3, 7, 1, generator=g, dtype=torch.float64)  # row offsets: irrelevant
+    scale = torch.tensor([1.0, 2.0, 0.5])[:, None, None]
+    logits = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64) * scale
+    logits = logits + 5.0 * torch.randn(2, 3, 7, 1, generator=g, dtype=torch.float64)  # row offsets
     mask = _causal(7, 9)
     x, m = logits.numpy(), np.broadcast_to(mask.numpy(), logits.shape)
     for h in range(3):
@@ -39,7 +40,8 @@ def test_logit_std_is_the_pooled_within_row_std():
         np.testing.assert_allclose(logit_std(logits, mask)[h].item(), np.sqrt(ss / dof), rtol=1e-12)
     s1, d1 = within_row_sums(logits[:1], mask)
     s2, d2 = within_row_sums(logits[1:], mask)
-    np.testing.assert_allclose(torch.sqrt((s1 + s2) / (d1 + d2)).numpy(), logit_std(logits, mask).numpy(), rtol=1e-12)
+    pooled = torch.sqrt((s1 + s2) / (d1 + d2)).numpy()
+    np.testing.assert_allclose(pooled, logit_std(logits, mask).numpy(), rtol=1e-12)
 
 
 def test_gaussian_null_matches_structure_and_variance():

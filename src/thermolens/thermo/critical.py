@@ -6,7 +6,8 @@ grid point alone is off by up to ``h / 2`` in ``log T`` (grid spacing ``h``). Fo
 a smooth peak the spline's error falls at least as ``h^2`` (measured on a Gaussian bump in log T:
 1.9e-4 at h = 0.25, 1.4e-5 at h = 0.062) and, unlike the three-point parabola, it stays accurate
 for skewed peaks (Schottky peak: 5.9e-4 vs 8.2e-3 at h = 0.25; 2.8e-6 vs 1.9e-4 at h = 0.062).
-With three grid points the parabola through them is used. When the largest C sits at the first or last grid point the peak is
+With three grid points the parabola through them is used. When the largest C sits at the first
+or last grid point the peak is
 not bracketed: ``T*`` is that edge temperature, ``at_edge`` is True and ``refined`` False — the
 maximum is never silently clamped into the grid.
 

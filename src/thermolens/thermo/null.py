@@ -107,7 +107,9 @@ def gaussian_null_logits(
     return (z * s[None, :, None, None] * m).to(dtype)
 
 
-def shuffled_null_logits(logits: Any, mask: Any = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def shuffled_null_logits(
+    logits: Any, mask: Any = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Each (sequence, head)'s row-centred valid logits, re-dealt at random into its valid positions.
 
     ``logits`` ``(batch, heads, n_q, n_k)``; ``mask`` bool broadcastable to it; ``generator`` on the

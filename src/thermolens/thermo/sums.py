@@ -289,7 +289,8 @@ def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | 
         mask = torch.broadcast_to(mask.to(logits.device), logits.shape)
     except RuntimeError:
         raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to logits "
-                         f"{tuple(logits.shape)}; use e.g. (batch, 1, n_q, n_k) or (batch, 1, 1, n_k)") from None
+                         f"{tuple(logits.shape)}; use e.g. (batch, 1, n_q, n_k) or (batch, 1, 1, n_k)"
+                         ) from None
     return logits, mask
 
 
@@ -341,7 +342,8 @@ def _block_sums(
         valid = None
     else:  # gathers only this block of the (broadcast) mask
         panels = torch.arange(p0, p1, device=device)
-        valid = mask[(panels // n_heads)[:, None], (panels % n_heads)[:, None], q_all[None, :]].reshape(-1, n_k)
+        valid = mask[(panels // n_heads)[:, None], (panels % n_heads)[:, None], q_all[None, :]]
+        valid = valid.reshape(-1, n_k)
     return p0, p1, _panel_sums(l, valid, betas, buffers.buf, q_all.repeat(p1 - p0), p1 - p0)
 
 
