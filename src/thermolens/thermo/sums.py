@@ -130,6 +130,11 @@ class SequenceSums:
 # per-row key sums of one block of rows, in chunks of bounded memory
 
 
+def _numpy_kernels(device: torch.device) -> bool:
+    """numpy's exp and stacked matmul run ~2x and ~3x faster than torch's for these shapes on CPU."""
+    return device.type == "cpu"
+
+
 class _Buffers:
     """Per-worker arrays reused for every block: fresh multi-MiB allocations page-fault."""
 
@@ -179,13 +184,13 @@ def _key_moments(
     neg_betas = -betas.to(dtype)[None, :, None]
     s, s_ww = buf.s[:n_rows], buf.s_ww[:n_rows]
     step = buf.work.shape[0]
-    on_cpu = l.device.type == "cpu"
-    x_np, s_np = (x.numpy(), s.numpy()) if on_cpu else (None, None)
+    use_numpy = _numpy_kernels(l.device)
+    x_np, s_np = (x.numpy(), s.numpy()) if use_numpy else (None, None)
     for c0 in range(0, n_rows, step):
         c1 = min(n_rows, c0 + step)
         w = buf.work[: c1 - c0]  # (rows, n_betas, n_k)
         torch.mul(neg_betas, e_exp[c0:c1, None, :], out=w)
-        if on_cpu:  # numpy's exp and stacked matmul are ~2x and ~3x torch's for these shapes on CPU
+        if use_numpy:
             wn = w.numpy()
             np.exp(wn, out=wn)
             np.matmul(wn, x_np[c0:c1].transpose(0, 2, 1), out=s_np[c0:c1])  # (rows, n_betas, 5)
