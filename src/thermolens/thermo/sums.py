@@ -198,8 +198,11 @@ def _key_moments(
             w.exp_()
             torch.bmm(w, x[c0:c1].transpose(1, 2), out=s[c0:c1])
         torch.linalg.vector_norm(w, dim=-1, out=s_ww[c0:c1])  # one pass, no temporary
-    s = s.double().permute(2, 1, 0)  # (5, n_betas, rows)
-    return m.double(), j_star, n, s[0], s[1], s[2], s[3], s[4], s_ww.double().T ** 2
+    # (5, n_betas, rows) and (n_betas, rows), contiguous: elementwise torch ops on permuted views
+    # keep the permuted layout in every result and run several times slower.
+    s = s.permute(2, 1, 0).to(torch.float64, memory_format=torch.contiguous_format)
+    s_ww = s_ww.T.to(torch.float64, memory_format=torch.contiguous_format)
+    return m.double(), j_star, n, s[0], s[1], s[2], s[3], s[4], s_ww * s_ww
 
 
 def _panel_sums(
