@@ -140,6 +140,8 @@ def test_float16_and_numpy_inputs_and_shapes():
     assert ss.heat_capacity.shape == (BETAS.size, 1, 2) and ss.heat_capacity.dtype == torch.float64
     ss16 = sequence_sums(logits.half(), BETAS)
     assert torch.isfinite(ss16.entropy).all()
+    with_grad = logits.clone().requires_grad_(True)
+    torch.testing.assert_close(sequence_sums(with_grad, BETAS).entropy, sequence_sums(logits, BETAS).entropy)
 
 
 @pytest.mark.parametrize(

@@ -278,6 +278,7 @@ def _panel_sums(
 def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     if not isinstance(logits, torch.Tensor):
         logits = torch.as_tensor(np.array(logits))
+    logits = logits.detach()  # sums are measurements, not a differentiable path
     if logits.ndim != 4 or logits.shape[-1] == 0 or logits.shape[-2] == 0:
         raise ValueError(f"logits must be shaped (batch, heads, n_q, n_k), got {tuple(logits.shape)}; "
                          "add leading axes with [None] for a single sequence or head")
