@@ -54,7 +54,8 @@ def test_frozen_and_mixed_rows_give_known_xi_q_and_chi():
     # xi^2 = mean over rows of Var_p(j) = (4 * 0 + 4 * (n^2 - 1)/12) / 8
     np.testing.assert_allclose(cv.correlation_length[0], np.sqrt((n**2 - 1) / 24), rtol=1e-12)
     # distance^2 = mean over rows of <(j - i)^2>: frozen rows (j* - i)^2, uniform rows mean_j (j - i)^2
-    d2 = [(j - i) ** 2 for i, j in enumerate(j_star)] + [np.mean((np.arange(n) - i) ** 2) for i in range(4, 8)]
+    d2 = [(j - i) ** 2 for i, j in enumerate(j_star)]
+    d2 += [np.mean((np.arange(n) - i) ** 2) for i in range(4, 8)]
     np.testing.assert_allclose(cv.distance[0], np.sqrt(np.mean(d2)), rtol=1e-12)
 
 

@@ -10,6 +10,7 @@ from scipy.optimize import minimize_scalar
 
 from thermolens.thermo import (
     bootstrap_critical_temperature,
+    compare_to_null,
     curves,
     gaussian_null_logits,
     logit_std,
@@ -25,8 +26,9 @@ def _causal(n_q, n_k):
 
 def test_logit_std_is_the_pooled_within_row_std():
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5])[:, None, None]
-    logits = logits + 5.0 * torch.randn(2, 3, 7, 1, generator=g, dtype=torch.float64)  # row offsets: irrelevant
+    scale = torch.tensor([1.0, 2.0, 0.5])[:, None, None]
+    logits = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64) * scale
+    logits = logits + 5.0 * torch.randn(2, 3, 7, 1, generator=g, dtype=torch.float64)  # row offsets
     mask = _causal(7, 9)
     x, m = logits.numpy(), np.broadcast_to(mask.numpy(), logits.shape)
     for h in range(3):
@@ -39,7 +41,8 @@ def test_logit_std_is_the_pooled_within_row_std():
         np.testing.assert_allclose(logit_std(logits, mask)[h].item(), np.sqrt(ss / dof), rtol=1e-12)
     s1, d1 = within_row_sums(logits[:1], mask)
     s2, d2 = within_row_sums(logits[1:], mask)
-    np.testing.assert_allclose(torch.sqrt((s1 + s2) / (d1 + d2)).numpy(), logit_std(logits, mask).numpy(), rtol=1e-12)
+    pooled = torch.sqrt((s1 + s2) / (d1 + d2)).numpy()
+    np.testing.assert_allclose(pooled, logit_std(logits, mask).numpy(), rtol=1e-12)
 
 
 def test_gaussian_null_matches_structure_and_variance():
@@ -136,3 +139,24 @@ def test_null_susceptibility_peaks_in_the_frozen_phase():
     assert 0.35 * t_c < t_chi < 0.75 * t_c
     assert 0.05 < cv.susceptibility[0].max() < 0.12
     assert cv.susceptibility[0][grid > 2 * t_c].max() < 0.2 * cv.susceptibility[0].max()
+
+
+def test_compare_to_null_separates_a_structured_head_from_its_gaussian_null():
+    # Head 0: every row has a 2-fold "sink" 6 sigma above Gaussian keys (a two-level-like peak at
+    # low T, far from the REM peak of its matched Gaussian null). Head 1: plain Gaussian logits,
+    # i.e. a sample of its own null, which must not be declared different.
+    g = torch.Generator().manual_seed(7)
+    n_seq, n_q, n = 40, 16, 64
+    logits = torch.randn(n_seq, 2, n_q, n, generator=g)
+    logits[:, 0, :, :2] += 6.0
+    mask = torch.ones(n_seq, 1, n_q, n, dtype=torch.bool)
+    grid = np.geomspace(0.1, 5.0, 40)
+    real = bootstrap_critical_temperature(sequence_sums(logits, 1 / grid), grid, n_boot=200, seed=1)
+    null_logits = gaussian_null_logits(mask, logit_std(logits), torch.Generator().manual_seed(8))
+    null = bootstrap_critical_temperature(sequence_sums(null_logits, 1 / grid, mask), grid, n_boot=200, seed=2)
+    cmp = compare_to_null(real, null)
+    assert cmp.differs[0] and not cmp.differs[1], (cmp.ratio_low, cmp.ratio_high)
+    assert cmp.ratio_low[1] < 1 < cmp.ratio_high[1]
+    assert not cmp.at_edge.any()
+    with pytest.raises(ValueError, match="n_boot"):
+        compare_to_null(real, bootstrap_critical_temperature(sequence_sums(logits, 1 / grid), grid, n_boot=10))

@@ -98,6 +98,29 @@ def test_chunking_and_blocking_do_not_change_results():
         np.testing.assert_allclose(getattr(tiny, k).numpy(), getattr(ref, k).numpy(), rtol=1e-12, atol=1e-12)
 
 
+def test_accelerator_kernels_agree_with_the_cpu_kernels(monkeypatch):
+    # The torch kernels (exp_, bmm) that run on CUDA, exercised here on CPU.
+    import thermolens.thermo.sums as sums_module
+
+    logits = _logits(seed=8, shape=(2, 3, 12, 10))
+    mask = torch.rand((2, 1, 12, 10), generator=torch.Generator().manual_seed(9)) < 0.7
+    want = sequence_sums(logits, BETAS, mask, precision="float64")
+    monkeypatch.setattr(sums_module, "_numpy_kernels", lambda device: False)
+    got = sequence_sums(logits, BETAS, mask, precision="float64", chunk_bytes=2**30)
+    for k in SUM_FIELDS:
+        torch.testing.assert_close(getattr(got, k), getattr(want, k), rtol=1e-12, atol=1e-12)
+
+
+def test_worker_threads_give_identical_sums_and_restore_torch_threads():
+    logits = _logits(seed=7, shape=(4, 3, 16, 16))
+    before = torch.get_num_threads()
+    one = sequence_sums(logits, BETAS, threads=1)
+    two = sequence_sums(logits, BETAS, threads=2, chunk_bytes=16 * 12 * 16 * 4)  # many small blocks
+    assert torch.get_num_threads() == before
+    for k in SUM_FIELDS:
+        torch.testing.assert_close(getattr(two, k), getattr(one, k), rtol=1e-12, atol=1e-12)
+
+
 def test_sums_are_additive_over_sequences():
     logits = _logits(seed=5)
     whole = sequence_sums(logits, BETAS, precision="float64")
@@ -117,6 +140,8 @@ def test_float16_and_numpy_inputs_and_shapes():
     assert ss.heat_capacity.shape == (BETAS.size, 1, 2) and ss.heat_capacity.dtype == torch.float64
     ss16 = sequence_sums(logits.half(), BETAS)
     assert torch.isfinite(ss16.entropy).all()
+    with_grad = logits.clone().requires_grad_(True)
+    torch.testing.assert_close(sequence_sums(with_grad, BETAS).entropy, sequence_sums(logits, BETAS).entropy)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ F, U, S, C, correlation length and susceptibility per head; ``critical_temperatu
 from thermolens.thermo.critical import (
     BootstrapCriticalPoint,
     CriticalPoint,
+    NullComparison,
     bootstrap_critical_temperature,
+    compare_to_null,
     critical_temperature,
 )
 from thermolens.thermo.curves import Curves, curves
@@ -22,9 +24,11 @@ __all__ = [
     "CriticalPoint",
     "Curves",
     "Ensemble",
+    "NullComparison",
     "SequenceSums",
     "boltzmann",
     "bootstrap_critical_temperature",
+    "compare_to_null",
     "critical_temperature",
     "curves",
     "ensemble",

@@ -6,7 +6,8 @@ grid point alone is off by up to ``h / 2`` in ``log T`` (grid spacing ``h``). Fo
 a smooth peak the spline's error falls at least as ``h^2`` (measured on a Gaussian bump in log T:
 1.9e-4 at h = 0.25, 1.4e-5 at h = 0.062) and, unlike the three-point parabola, it stays accurate
 for skewed peaks (Schottky peak: 5.9e-4 vs 8.2e-3 at h = 0.25; 2.8e-6 vs 1.9e-4 at h = 0.062).
-With three grid points the parabola through them is used. When the largest C sits at the first or last grid point the peak is
+With three grid points the parabola through them is used. When the largest C sits at the first
+or last grid point the peak is
 not bracketed: ``T*`` is that edge temperature, ``at_edge`` is True and ``refined`` False — the
 maximum is never silently clamped into the grid.
 
@@ -107,7 +108,7 @@ def critical_temperature(temperatures: Any, heat_capacity: Any) -> CriticalPoint
     """Refined maximum of ``C(T)``; ``heat_capacity`` ``(..., n_T)`` over ascending ``temperatures``.
 
     Vectorised over leading axes (e.g. heads). NaN values in a curve are ignored when locating the
-    grid maximum; a curve with a NaN next to its maximum is not refined.
+    grid maximum; a curve containing any NaN is not refined (``refined`` False, grid value kept).
     """
     t, c = _check_grid(temperatures, heat_capacity)
     lead = c.shape[:-1]
@@ -206,4 +207,52 @@ def bootstrap_critical_temperature(
         n_boot=int(n_boot),
         n_sequences=n_seq,
         T_star_replicates=boot.T_star,
+    )
+
+
+@dataclass(frozen=True)
+class NullComparison:
+    """A head's T* against its null's T*, per head ``(n_heads,)``.
+
+    ``ratio = T*_head / T*_null`` (full samples) with the ``ci`` percentile interval
+    ``ratio_low, ratio_high`` of the replicate ratios; ``differs``: the interval excludes 1;
+    ``at_edge``: either full-sample peak sat at a grid edge (then the ratio is bounded by the grid).
+    """
+
+    ratio: np.ndarray
+    ratio_low: np.ndarray
+    ratio_high: np.ndarray
+    differs: np.ndarray
+    at_edge: np.ndarray
+    ci: float
+
+
+def compare_to_null(
+    head: BootstrapCriticalPoint, null: BootstrapCriticalPoint, *, ci: float = 0.95
+) -> NullComparison:
+    """Does a head's T* differ from its null's? Bootstrap interval of ``log(T*_head / T*_null)``.
+
+    The two bootstraps resample independent data (the head's sequences and the null's), so
+    pairing their replicates by index gives replicates of the ratio; the head differs from the
+    null when the ``ci`` percentile interval of the ratio excludes 1. Both need the same ``n_boot``.
+    """
+    if head.T_star_replicates.shape != null.T_star_replicates.shape:
+        raise ValueError(f"replicates of shape {head.T_star_replicates.shape} and "
+                         f"{null.T_star_replicates.shape} cannot be paired; bootstrap the head and its "
+                         "null with the same n_boot and the same heads")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci={ci} must be in (0, 1), e.g. 0.95")
+    log_ratio = np.log(head.T_star_replicates) - np.log(null.T_star_replicates)  # (n_boot, heads)
+    alpha = (1.0 - ci) / 2
+    with warnings.catch_warnings():  # heads without rows: NaN interval
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanquantile(log_ratio, [alpha, 1 - alpha], axis=0)
+    ratio = np.asarray(head.point.T_star, dtype=float) / np.asarray(null.point.T_star, dtype=float)
+    return NullComparison(
+        ratio=ratio,
+        ratio_low=np.exp(low),
+        ratio_high=np.exp(high),
+        differs=(low > 0) | (high < 0),
+        at_edge=np.asarray(head.point.at_edge) | np.asarray(null.point.at_edge),
+        ci=float(ci),
     )

@@ -88,8 +88,9 @@ def gaussian_null_logits(
     """I.i.d. ``N(0, sigma_h^2)`` logits with the valid-key structure of ``mask``.
 
     ``mask`` bool ``(batch, heads or 1, n_q, n_k)``, True = key exists; ``sigma`` ``(heads,)``
-    (``logit_std`` of the real head). Returns ``(batch, heads, n_q, n_k)`` on the mask's device;
-    masked positions hold 0 and must be passed with the same ``mask`` (they are not keys).
+    (``logit_std`` of the real head); ``generator`` a ``torch.Generator`` on the mask's device (or
+    None for torch's global one). Returns ``(batch, heads, n_q, n_k)`` on the mask's device; masked
+    positions hold 0 and must be passed with the same ``mask`` (they are not keys).
     """
     m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.array(mask))
     if m.dtype != torch.bool or m.ndim != 4:
@@ -106,10 +107,13 @@ def gaussian_null_logits(
     return (z * s[None, :, None, None] * m).to(dtype)
 
 
-def shuffled_null_logits(logits: Any, mask: Any = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def shuffled_null_logits(
+    logits: Any, mask: Any = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Each (sequence, head)'s row-centred valid logits, re-dealt at random into its valid positions.
 
-    ``logits`` ``(batch, heads, n_q, n_k)``; ``mask`` bool broadcastable to it. Returns a tensor of
+    ``logits`` ``(batch, heads, n_q, n_k)``; ``mask`` bool broadcastable to it; ``generator`` on the
+    logits' device (or None). Returns a tensor of
     the logits' shape and dtype (float32/float64) on their device, with 0 at masked positions.
     Every row keeps its number of valid keys; the pooled multiset of centred logits of each
     (sequence, head) is preserved exactly.

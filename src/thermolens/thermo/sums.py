@@ -37,6 +37,8 @@ with the float64 path to about 1e-6 relative on real attention logits; the error
 from __future__ import annotations
 
 import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +58,11 @@ SUM_FIELDS = (
 CPU_CHUNK_BYTES = 4 * 2**20
 #: On an accelerator, larger chunks amortise kernel launches.
 ACCEL_CHUNK_BYTES = 512 * 2**20
-#: Bytes of per-key moment columns prepared at once (below glibc's 32 MiB mmap ceiling, so that
-#: the block's temporaries are recycled instead of page-faulted in afresh).
-BLOCK_BYTES = 8 * 2**20
+#: A block's temporaries: per-key moment columns, and the float64 ``(n_betas, rows)`` arrays of
+#: the per-row algebra. Small blocks matter: large temporaries are fresh pages from the kernel on
+#: every allocation, and faulting them in costs more than the arithmetic done on them.
+BLOCK_BYTES = 4 * 2**20
+ROW_TEMP_BYTES = 512 * 2**10
 
 
 @dataclass(frozen=True)
@@ -126,90 +130,145 @@ class SequenceSums:
 # per-row key sums of one block of rows, in chunks of bounded memory
 
 
+def _numpy_kernels(device: torch.device) -> bool:
+    """numpy's exp and stacked matmul run ~2x and ~3x faster than torch's for these shapes on CPU."""
+    return device.type == "cpu"
+
+
+class _Buffers:
+    """Per-worker arrays reused for every block: fresh multi-MiB allocations page-fault."""
+
+    def __init__(self, rows: int, chunk: int, n_b: int, n_k: int, dtype: torch.dtype, device: torch.device):
+        self.work = torch.empty((chunk, n_b, n_k), dtype=dtype, device=device)  # weights of a chunk
+        self.x = torch.empty((rows, 5, n_k), dtype=dtype, device=device)  # moment columns
+        self.s = torch.empty((rows, n_b, 5), dtype=dtype, device=device)  # key sums
+        self.s_ww = torch.empty((rows, n_b), dtype=dtype, device=device)
+
+
 def _key_moments(
-    l: torch.Tensor, valid: torch.Tensor, betas: torch.Tensor, work: torch.Tensor
+    l: torch.Tensor, valid: torch.Tensor | None, betas: torch.Tensor, buf: _Buffers
 ) -> tuple[torch.Tensor, ...]:
-    """Key sums of a block of rows ``l`` ``(rows, n_k)``; ``work`` ``(chunk, n_betas, n_k)`` buffer.
+    """Key sums of a block of rows ``l`` ``(rows, n_k)`` (``valid`` None: every key exists).
 
     Returns ``m, j_star, n`` per row and the float64 sums ``(n_betas, rows)``:
     ``z = sum w, s_e = sum w e, s_ee = sum w e^2, s_r = sum w r, s_rr = sum w r^2, s_ww = sum w^2``
-    with ``w = exp(-beta e)`` (in ``work``'s dtype), ``e = m - l`` and ``r = j - j*``.
+    with ``w = exp(-beta e)`` (in the buffers' dtype), ``e = m - l`` and ``r = j - j*``.
     """
     n_rows, n_k = l.shape
-    dtype = work.dtype
+    dtype = buf.work.dtype
     if dtype == torch.float64:
         l = l.double()
-    lowest = torch.finfo(l.dtype).min
-    m, j_star = torch.where(valid, l, lowest).max(dim=-1)  # (rows,)
-    m = torch.where(valid.any(dim=-1), m, 0.0)  # rows without keys: any finite origin will do
-    e = (m[:, None] - l).to(dtype)  # (rows, n_k), >= 0 on valid keys
-    vf = valid.to(dtype)
-    r = torch.arange(n_k, device=l.device, dtype=dtype)[None, :] - j_star[:, None].to(dtype)
-    # Stack of per-key columns, laid out (rows, 5, n_k) so the batched product reads it contiguously.
-    x = torch.stack((vf, e * vf, e * e * vf, r * vf, r * r * vf), dim=1)
-    # Invalid keys get an infinite gap: exp(-beta * inf) = 0 exactly, for every beta > 0.
-    e_inf = e.masked_fill(~valid, torch.inf)
+    if valid is None:
+        m, j_star = l.max(dim=-1)  # (rows,)
+        n = torch.full((n_rows,), n_k, device=l.device)
+    else:
+        m, j_star = torch.where(valid, l, torch.finfo(l.dtype).min).max(dim=-1)
+        n = valid.sum(dim=-1)
+        m = torch.where(n > 0, m, 0.0)  # rows without keys: any finite origin will do
+    # Per-key columns [1, e, e^2, r, r^2], laid out (rows, 5, n_k) so the product reads them
+    # contiguously; 0 on invalid keys.
+    x = buf.x[:n_rows]
+    e, r = x[:, 1], x[:, 3]
+    torch.sub(m[:, None], l, out=e)  # gaps >= 0 on valid keys
+    torch.sub(torch.arange(n_k, device=l.device, dtype=dtype)[None, :], j_star[:, None].to(dtype), out=r)
+    torch.mul(e, e, out=x[:, 2])
+    torch.mul(r, r, out=x[:, 4])
+    if valid is None:
+        x[:, 0].fill_(1.0)
+        e_exp = e
+    else:
+        x[:, 0].copy_(valid)
+        # Invalid keys get an infinite gap: exp(-beta * inf) = 0 exactly, for every beta > 0.
+        e_exp = e.masked_fill(~valid, torch.inf)
+        x[:, 1:].mul_(x[:, :1])
     neg_betas = -betas.to(dtype)[None, :, None]
-    s = torch.empty((n_rows, betas.numel(), 5), dtype=dtype, device=l.device)
-    s_ww = torch.empty((n_rows, betas.numel()), dtype=dtype, device=l.device)
-    step = work.shape[0]
+    s, s_ww = buf.s[:n_rows], buf.s_ww[:n_rows]
+    step = buf.work.shape[0]
+    use_numpy = _numpy_kernels(l.device)
+    x_np, s_np = (x.numpy(), s.numpy()) if use_numpy else (None, None)
     for c0 in range(0, n_rows, step):
         c1 = min(n_rows, c0 + step)
-        # (rows, n_betas, n_k) weights in the reused buffer: fresh multi-MiB allocations page-fault.
-        w = work[: c1 - c0]
-        torch.mul(neg_betas, e_inf[c0:c1, None, :], out=w)
-        w.exp_()
-        torch.bmm(w, x[c0:c1].transpose(1, 2), out=s[c0:c1])  # (rows, n_betas, 5)
+        w = buf.work[: c1 - c0]  # (rows, n_betas, n_k)
+        torch.mul(neg_betas, e_exp[c0:c1, None, :], out=w)
+        if use_numpy:
+            wn = w.numpy()
+            np.exp(wn, out=wn)
+            np.matmul(wn, x_np[c0:c1].transpose(0, 2, 1), out=s_np[c0:c1])  # (rows, n_betas, 5)
+        else:
+            w.exp_()
+            torch.bmm(w, x[c0:c1].transpose(1, 2), out=s[c0:c1])
         torch.linalg.vector_norm(w, dim=-1, out=s_ww[c0:c1])  # one pass, no temporary
-    s = s.double().permute(2, 1, 0)  # (5, n_betas, rows)
-    return m.double(), j_star, valid.sum(dim=-1), s[0], s[1], s[2], s[3], s[4], s_ww.double().T ** 2
+    # (5, n_betas, rows) and (n_betas, rows), contiguous: elementwise torch ops on permuted views
+    # keep the permuted layout in every result and run several times slower.
+    s = s.permute(2, 1, 0).to(torch.float64, memory_format=torch.contiguous_format)
+    s_ww = s_ww.T.to(torch.float64, memory_format=torch.contiguous_format)
+    return m.double(), j_star, n, s[0], s[1], s[2], s[3], s[4], s_ww * s_ww
 
 
-def _row_quantities(
-    l: torch.Tensor, valid: torch.Tensor, betas: torch.Tensor, work: torch.Tensor, q_index: torch.Tensor,
-    vals: torch.Tensor,
+def _panel_sums(
+    l: torch.Tensor, valid: torch.Tensor | None, betas: torch.Tensor, buf: _Buffers, q_index: torch.Tensor,
+    n_panels: int,
 ) -> torch.Tensor:
-    """Per-row quantities of the module table written into ``vals`` ``(n_fields, n_betas, rows)``.
+    """Sums of the module table's per-row quantities over the rows of each panel in a block.
 
-    Rows without a valid key contribute exactly 0 to every field.
+    ``l``, ``valid`` ``(n_panels * rows, n_k)``, rows of one panel contiguous. Returns
+    ``(n_fields, n_betas, n_panels)`` float64. Rows without a valid key contribute exactly 0: their
+    key sums are 0, and the few row-level terms that would not vanish are zeroed explicitly.
     """
-    m, j_star, n, z, s_e, s_ee, s_r, s_rr, s_ww = _key_moments(l, valid, betas, work)
+    m, j_star, n, z, s_e, s_ee, s_r, s_rr, s_ww = _key_moments(l, valid, betas, buf)
+    n_b = betas.numel()
     b = betas[:, None]
     nf = n.double()
     keep = (n > 0).double()  # (rows,)
     z = torch.where(n > 0, z, 1.0)  # empty rows: every key sum is 0; keep their algebra finite
     log_z = torch.log(z)
-    inv_z = 1.0 / z
+    inv_z = torch.reciprocal(z)
     mean_e = s_e * inv_z
-    var_e = (s_ee * inv_z - mean_e**2).clamp_min(0.0)  # rounding can leave -eps; Var >= 0 exactly
+    # Var = <e^2> - <e>^2 about the ground state; rounding can leave -eps, and Var >= 0 exactly.
+    var_e = torch.addcmul(s_ee * inv_z, mean_e, mean_e, value=-1.0).clamp_min_(0.0)
     mean_r = s_r * inv_z
     mean_rr = s_rr * inv_z
-    y = s_ww * inv_z**2
-    # q = (Y - 1/n) / (1 - 1/n) = (n Y - 1) / (n - 1); a single key is frozen by definition (q = 1).
-    q = torch.where(nf > 1, (nf * y - 1.0) / (nf - 1.0).clamp_min(1.0), 1.0)
-    d = (j_star.double() - q_index.double())[None, :]  # offset of the ground state from the query
+    y = s_ww * inv_z * inv_z
+    # q = (Y - 1/n) / (1 - 1/n) = a Y - c with a = n/(n-1), c = 1/(n-1); q = 1 for a single key.
+    many = nf > 1
+    a = torch.where(many, nf / (nf - 1.0).clamp_min(1.0), 0.0)
+    c = torch.where(many, 1.0 / (nf - 1.0).clamp_min(1.0), -keep)
+    q = torch.addcmul(-c, y, a)
+    d = (j_star.double() - q_index.double()) * keep  # offset of the ground state from the query
     # Uniform attention over valid keys: moments of the key index j and of j - i (beta-independent).
-    jj = torch.arange(l.shape[-1], device=l.device, dtype=torch.float64)
-    vf = valid.double()
-    nn = nf.clamp_min(1.0)
-    mu_j = (vf * jj).sum(-1) / nn
-    uniform_spread = (vf * (jj - mu_j[:, None]) ** 2).sum(-1) / nn
-    fields = {
-        "rows": torch.ones_like(z),
-        "keys": nf.expand_as(z),
-        "free_energy": -(m + log_z / b),
-        "energy": mean_e - m,
-        "entropy": b * mean_e + log_z,
-        "heat_capacity": b**2 * var_e,
-        "concentration": q,
-        "concentration_sq": q * q,
-        "spread": (mean_rr - mean_r**2).clamp_min(0.0),
-        "distance": mean_rr + 2 * d * mean_r + d**2,
-        "uniform_spread": uniform_spread.expand_as(z),
-        "uniform_distance": (uniform_spread + (mu_j - q_index.double()) ** 2).expand_as(z),
+    if valid is None:  # contiguous keys 0..n-1: mean (n-1)/2, variance (n^2-1)/12
+        mu_j = (nf - 1.0) / 2
+        uniform_spread = (nf**2 - 1.0) / 12
+    else:
+        jj = torch.arange(l.shape[-1], device=l.device, dtype=torch.float64)
+        vf = valid.double()
+        nn = nf.clamp_min(1.0)
+        mu_j = (vf * jj).sum(-1) / nn
+        uniform_spread = (vf * (jj - mu_j[:, None]) ** 2).sum(-1) / nn
+    uniform_distance = (uniform_spread + (mu_j - q_index.double()) ** 2) * keep
+
+    def per_panel(x: torch.Tensor) -> torch.Tensor:  # (n_betas, rows) -> (n_betas, panels)
+        return x.reshape(n_b, n_panels, -1).sum(-1)
+
+    def per_panel_row(x: torch.Tensor) -> torch.Tensor:  # (rows,) -> (1, panels)
+        return x.reshape(1, n_panels, -1).sum(-1)
+
+    sum_m, sum_log_z, sum_mean_e = per_panel_row(m), per_panel(log_z), per_panel(mean_e)
+    sums = {  # F, U, S are linear in the row sums of log z, <e> and m: combined after reducing
+        "rows": per_panel_row(keep).expand(n_b, n_panels),
+        "keys": per_panel_row(nf).expand(n_b, n_panels),
+        "free_energy": -(sum_m + sum_log_z / b),
+        "energy": sum_mean_e - sum_m,
+        "entropy": b * sum_mean_e + sum_log_z,
+        "heat_capacity": b**2 * per_panel(var_e),
+        "concentration": per_panel(q),
+        "concentration_sq": per_panel(q * q),
+        "spread": per_panel(torch.addcmul(mean_rr, mean_r, mean_r, value=-1.0).clamp_min_(0.0)),
+        "distance": per_panel(torch.addcmul(mean_rr + d * d, mean_r, 2.0 * d)),
+        "uniform_spread": per_panel_row(uniform_spread).expand(n_b, n_panels),
+        "uniform_distance": per_panel_row(uniform_distance).expand(n_b, n_panels),
     }
-    torch.stack([fields[k] for k in SUM_FIELDS], out=vals)
-    return vals.mul_(keep)
+    return torch.stack([sums[k] for k in SUM_FIELDS])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,6 +278,7 @@ def _row_quantities(
 def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     if not isinstance(logits, torch.Tensor):
         logits = torch.as_tensor(np.array(logits))
+    logits = logits.detach()  # sums are measurements, not a differentiable path
     if logits.ndim != 4 or logits.shape[-1] == 0 or logits.shape[-2] == 0:
         raise ValueError(f"logits must be shaped (batch, heads, n_q, n_k), got {tuple(logits.shape)}; "
                          "add leading axes with [None] for a single sequence or head")
@@ -233,7 +293,11 @@ def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | 
             mask = torch.broadcast_to(mask.to(logits.device), logits.shape)
         except RuntimeError:
             raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to logits "
-                             f"{tuple(logits.shape)}; use e.g. (batch, 1, n_q, n_k) or (batch, 1, 1, n_k)") from None
+                             f"{tuple(logits.shape)}; use e.g. (batch, 1, n_q, n_k) or (batch, 1, 1, n_k)"
+                             ) from None
+    # A sum is non-finite if any entry is NaN or +-inf (or, rarely, if it overflows): cheap first.
+    if bool(torch.isfinite(logits.sum(dtype=torch.float64))):
+        return logits, mask
     finite = torch.isfinite(logits)
     if bool(finite.all()):
         return logits, mask
@@ -247,6 +311,59 @@ def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | 
     return logits.masked_fill(~exists, 0.0), exists
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How rows are cut: chunks (weights in memory) inside blocks (per-key arrays in memory)."""
+
+    n_panels: int  # batch * heads; a panel is the n_q rows of one (sequence, head)
+    n_q: int
+    n_k: int
+    rows_per_chunk: int
+    seg: int  # rows of one panel inside a block
+    panels_per_block: int
+
+    def blocks(self) -> list[tuple[int, int, int, int]]:
+        """``(p0, p1, q0, q1)``: panels ``p0:p1``, query rows ``q0:q1`` of each."""
+        return [(p0, min(self.n_panels, p0 + self.panels_per_block), q0, min(self.n_q, q0 + self.seg))
+                for p0 in range(0, self.n_panels, self.panels_per_block)
+                for q0 in range(0, self.n_q, self.seg)]
+
+
+def _plan(shape: tuple[int, ...], n_b: int, elem: int, chunk_bytes: int, n_workers: int) -> _Plan:
+    n_batch, n_heads, n_q, n_k = shape
+    rows_per_chunk = max(1, int(chunk_bytes) // (n_b * n_k * elem))
+    # Per-key preparation and the float64 per-row algebra run on blocks of many chunks, so their
+    # fixed per-call costs are paid rarely. A block is whole panels, or a run of rows inside one
+    # panel when a panel alone is larger than a block; there are at least as many blocks as workers.
+    n_rows = n_batch * n_heads * n_q
+    rows_per_block = max(rows_per_chunk, min(BLOCK_BYTES // (n_k * elem * 5), ROW_TEMP_BYTES // (n_b * 8)))
+    rows_per_block = max(1, min(rows_per_block, -(-n_rows // n_workers)))
+    seg = n_q if n_q <= rows_per_block else rows_per_block
+    panels_per_block = max(1, rows_per_block // n_q) if seg == n_q else 1
+    return _Plan(n_batch * n_heads, n_q, n_k, rows_per_chunk, seg, panels_per_block)
+
+
+def _block_sums(
+    block: tuple[int, int, int, int], by_panel: torch.Tensor, mask: torch.Tensor | None, betas: torch.Tensor,
+    plan: _Plan, dtype: torch.dtype, n_heads: int, buffers: threading.local,
+) -> tuple[int, int, torch.Tensor]:
+    """Sums ``(n_fields, n_betas, p1 - p0)`` over the query rows ``q0:q1`` of panels ``p0:p1``."""
+    p0, p1, q0, q1 = block
+    device, n_k, n_b = by_panel.device, plan.n_k, betas.numel()
+    if not hasattr(buffers, "buf"):  # one set per worker thread, reused for every block
+        rows = plan.panels_per_block * plan.seg
+        buffers.buf = _Buffers(rows, min(plan.rows_per_chunk, rows), n_b, n_k, dtype, device)
+    l = by_panel[p0:p1, q0:q1].reshape(-1, n_k)  # (panels * rows, n_k)
+    q_all = torch.arange(q0, q1, device=device)
+    if mask is None:
+        valid = None
+    else:  # gathers only this block of the (broadcast) mask
+        panels = torch.arange(p0, p1, device=device)
+        valid = mask[(panels // n_heads)[:, None], (panels % n_heads)[:, None], q_all[None, :]]
+        valid = valid.reshape(-1, n_k)
+    return p0, p1, _panel_sums(l, valid, betas, buffers.buf, q_all.repeat(p1 - p0), p1 - p0)
+
+
 def sequence_sums(
     logits: Any,
     betas: Any,
@@ -254,6 +371,7 @@ def sequence_sums(
     *,
     precision: str = "float32",
     chunk_bytes: int | None = None,
+    threads: int | None = None,
 ) -> SequenceSums:
     """Additive sums over valid query rows of F, U, S, C, concentration and distance moments.
 
@@ -262,8 +380,14 @@ def sequence_sums(
     ``(batch, 1, n_q, n_k)`` for causal+padding, ``(batch, 1, 1, n_k)`` for padding only); betas
     1-D positive. Returns ``SequenceSums`` with fields ``(n_betas, batch, heads)`` float64 on the
     logits' device. ``precision`` ``"float32"`` (fast, ~1e-6 relative) or ``"float64"`` (exact to
-    rounding). Memory: one chunk of ``chunk_bytes`` of weights at a time (default 4 MiB on CPU,
-    512 MiB on an accelerator), plus the output.
+    rounding). Memory: one chunk of ``chunk_bytes`` of weights per worker at a time (default 4 MiB
+    on CPU, 512 MiB on an accelerator) plus ~8 MiB of per-key arrays per worker.
+
+    On CPU the blocks of rows are shared among ``threads`` worker threads (default
+    ``torch.get_num_threads()``), each running single-threaded kernels: independent workers keep
+    both cores busy without the per-operation barriers of intra-op parallelism, which stall badly
+    when the machine is shared. While they run, torch's intra-op thread count is set to 1 (and
+    restored afterwards), so do not run other torch work in parallel threads during the call.
     """
     if precision not in ("float32", "float64"):
         raise ValueError(f"precision={precision!r}; use 'float32' (fast) or 'float64' (exact)")
@@ -273,37 +397,32 @@ def sequence_sums(
     dtype = torch.float32 if precision == "float32" else torch.float64
     n_batch, n_heads, n_q, n_k = logits.shape
     n_b = b.numel()
+    on_cpu = device.type == "cpu"
+    n_workers = max(1, int(threads if threads is not None else torch.get_num_threads())) if on_cpu else 1
     if chunk_bytes is None:
-        chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else ACCEL_CHUNK_BYTES
-    elem = torch.finfo(dtype).bits // 8
-    rows_per_chunk = max(1, int(chunk_bytes) // (n_b * n_k * elem))
-    # Per-key preparation and the float64 per-row algebra run on blocks of many chunks, so their
-    # fixed per-call costs are paid rarely. A block is whole (sequence, head) panels of n_q rows, or
-    # a run of rows inside one panel when a panel alone is larger than a block.
-    rows_per_block = max(rows_per_chunk, BLOCK_BYTES // (n_k * elem * 5))
-    seg = n_q if n_q <= rows_per_block else rows_per_block  # rows of one panel inside a block
-    panels_per_block = max(1, rows_per_block // n_q) if seg == n_q else 1
-    n_panels = n_batch * n_heads
-    work = torch.empty((min(rows_per_chunk, panels_per_block * seg), n_b, n_k), dtype=dtype, device=device)
-    vals = torch.empty((len(SUM_FIELDS), n_b, panels_per_block * seg), dtype=torch.float64, device=device)
+        chunk_bytes = CPU_CHUNK_BYTES if on_cpu else ACCEL_CHUNK_BYTES
+    plan = _plan(tuple(logits.shape), n_b, torch.finfo(dtype).bits // 8, chunk_bytes, n_workers)
     src = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
-    by_panel = src.reshape(n_panels, n_q, n_k)  # a view for contiguous logits
-    out = torch.zeros((len(SUM_FIELDS), n_b, n_panels), dtype=torch.float64, device=device)
-    q_all = torch.arange(n_q, device=device)
-    for p0 in range(0, n_panels, panels_per_block):
-        p1 = min(n_panels, p0 + panels_per_block)
-        for q0 in range(0, n_q, seg):
-            q1 = min(n_q, q0 + seg)
-            panels = torch.arange(p0, p1, device=device)
-            # (panels, rows, n_k) -> (panels * rows, n_k); gathers only this block of the mask
-            l = by_panel[p0:p1, q0:q1].reshape(-1, n_k)
-            if mask is None:
-                valid = torch.ones_like(l, dtype=torch.bool)
-            else:
-                valid = mask[(panels // n_heads)[:, None], (panels % n_heads)[:, None], q_all[None, q0:q1]]
-                valid = valid.reshape(-1, n_k)
-            q_index = q_all[q0:q1].repeat(p1 - p0)
-            v = _row_quantities(l, valid, b, work, q_index, vals[:, :, : l.shape[0]])
-            out[:, :, p0:p1] += v.reshape(len(SUM_FIELDS), n_b, p1 - p0, q1 - q0).sum(dim=-1)
+    by_panel = src.reshape(plan.n_panels, n_q, n_k)  # a view for contiguous logits
+    out = torch.zeros((len(SUM_FIELDS), n_b, plan.n_panels), dtype=torch.float64, device=device)
+    buffers = threading.local()
+    blocks = plan.blocks()
+
+    def run(block: tuple[int, int, int, int]) -> tuple[int, int, torch.Tensor]:
+        return _block_sums(block, by_panel, mask, b, plan, dtype, n_heads, buffers)
+
+    if n_workers == 1 or len(blocks) == 1:
+        results = map(run, blocks)
+        for p0, p1, part in results:
+            out[:, :, p0:p1] += part
+    else:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=n_workers) as pool:
+                for p0, p1, part in pool.map(run, blocks):
+                    out[:, :, p0:p1] += part
+        finally:
+            torch.set_num_threads(previous)
     out = out.reshape(len(SUM_FIELDS), n_b, n_batch, n_heads)
     return SequenceSums(betas=b, **{k: out[i] for i, k in enumerate(SUM_FIELDS)})
