@@ -46,6 +46,19 @@ def test_softmax_of_captured_logits_is_the_models_pattern(tiny_models, padded_ba
         assert torch.isfinite(logits[valid]).all() and torch.isneginf(logits[~valid]).all()
 
 
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
+def test_unpadded_batch(tiny_models, padded_batch, family):
+    # Without padding, sdpa's mask builder may return no mask at all (causal: is_causal=True).
+    loaded = tiny_models[family]
+    ids, _ = padded_batch()
+    mask = torch.ones_like(ids)
+    captured = capture_logits(loaded, ids, mask)
+    own = _own_attentions(loaded, ids, mask)
+    for layer in captured.layers:
+        assert (torch.softmax(captured.logits[layer], -1) - own[layer]).abs().max().item() < 1e-5
+    assert captured.n_keys(0)[0, 0].tolist() == (list(range(1, 13)) if loaded.is_causal else [12] * 12)
+
+
 def test_bundled_minilm_capture_matches_its_attention(minilm):
     assert (minilm.family, minilm.n_layers, minilm.n_heads, minilm.d_head) == ("bert", 6, 12, 32)
     enc = minilm.tokenizer(
