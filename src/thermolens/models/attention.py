@@ -63,6 +63,8 @@ class CapturedLogits:
     ``-inf`` so that ``softmax(logits[layer], -1)`` is the model's own pattern.
     ``mask[layer]``: bool ``(batch, 1 or head, n_q, n_k)``, True where the key exists (padding,
     causal and ``-inf`` entries of additive masks are False). Tensors stay on the model's device.
+    A row can have no valid key at all (a padding query whose sliding window holds only padding):
+    its logits are all ``-inf`` and ``n_keys`` is 0; leave such rows out.
     """
 
     logits: dict[int, torch.Tensor]
