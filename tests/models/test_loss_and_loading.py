@@ -129,3 +129,27 @@ def test_directory_without_config_and_file_paths(tmp_path):
     (tmp_path / "broken" / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="cannot load the model"):
         load_model(str(tmp_path / "broken"))
+
+
+def test_alibi_models_that_bypass_the_interface_are_refused():
+    # Bloom (ALiBi) computes attention inside its own module in transformers 5.x: no exact capture.
+    import transformers as tf
+
+    from thermolens.models import from_pretrained_model
+
+    model = tf.BloomForCausalLM(tf.BloomConfig(vocab_size=101, hidden_size=32, n_layer=2, n_head=4))
+    with pytest.raises(ValueError, match="'bloom' does not route attention"):
+        from_pretrained_model(model)
+    with pytest.raises(ValueError, match="'bloom' does not route attention"):
+        with temperature(model, 2.0):
+            pass
+
+
+def test_temperature_accepts_a_plain_transformers_model(tiny_models, padded_batch):
+    loaded = tiny_models["gpt2"]
+    ids, mask = padded_batch()
+    with temperature(loaded.model, 3.0, layers=1) as table:
+        raw = model_loss(loaded, ids, mask)
+    with temperature(loaded, 3.0, layers=1):
+        wrapped = model_loss(loaded, ids, mask)
+    assert raw == wrapped and table[1].tolist() == [3.0] * 4 and table[0].tolist() == [1.0] * 4

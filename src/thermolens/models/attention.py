@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from thermolens.models import names
-from thermolens.models.loading import LoadedModel
+from thermolens.models.loading import LoadedModel, check_supported
 
 __all__ = ["CapturedLogits", "capture_logits", "temperature"]
 
@@ -308,6 +308,7 @@ def _model_shape(loaded_or_model: Any) -> tuple[Any, int, int]:
             f"expected a LoadedModel or a transformers model, got {type(loaded_or_model).__name__}; "
             "for torch.nn.MultiheadAttention use thermolens.models.mha.mha_temperature"
         )
+    check_supported(loaded_or_model)
     return loaded_or_model, int(config.num_hidden_layers), int(config.num_attention_heads)
 
 

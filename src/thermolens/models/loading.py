@@ -92,6 +92,21 @@ def _attention_modules(model: Any) -> list[Any]:
     return sorted(found, key=lambda m: m.layer_idx)
 
 
+def check_supported(model: Any) -> list[Any]:
+    """The model's self-attention modules; ``ValueError`` if its attention bypasses the interface."""
+    config = getattr(model, "config", None)
+    family = str(getattr(config, "model_type", "") or type(model).__name__)
+    can_set = getattr(type(model), "_can_set_attn_implementation", None)
+    modules = _attention_modules(model)
+    if (can_set is not None and not can_set()) or not modules:
+        raise ValueError(
+            f"model type {family!r} does not route attention through transformers' AttentionInterface, "
+            "so thermolens can neither capture nor heat it exactly; supported: BERT-family, GPT-2, "
+            "Llama-family (and others that use the interface)"
+        )
+    return modules
+
+
 def _loss_kind(model: Any) -> str | None:
     name = type(model).__name__
     if name.endswith(_MLM_SUFFIXES):
@@ -116,13 +131,7 @@ def from_pretrained_model(model: Any, tokenizer: Any = None, *, name: str | None
             "for torch.nn.MultiheadAttention use thermolens.models.mha"
         )
     family = str(getattr(config, "model_type", "") or type(model).__name__)
-    can_set = getattr(type(model), "_can_set_attn_implementation", None)
-    modules = _attention_modules(model)
-    if (can_set is not None and not can_set()) or not modules:
-        raise ValueError(
-            f"model type {family!r} does not route attention through transformers' AttentionInterface, "
-            "so its logits cannot be captured exactly; supported: BERT-family, GPT-2, Llama-family"
-        )
+    modules = check_supported(model)
     n_layers = int(config.num_hidden_layers)
     n_heads = int(config.num_attention_heads)
     n_kv_heads = int(getattr(config, "num_key_value_heads", None) or n_heads)
