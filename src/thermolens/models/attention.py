@@ -213,9 +213,6 @@ def _eager_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eager attention at temperature ``1/inv_t``; optionally stores the logits (see module doc)."""
-    for unsupported in ("sinks", "s_aux"):
-        if kwargs.get(unsupported) is not None:
-            raise ValueError(f"attention sinks ({unsupported}) are not supported by the thermolens capture")
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
     n_rep = query.shape[1] // key.shape[1]
@@ -254,16 +251,23 @@ def _eager_attention(
     return out, weights
 
 
-def _thermolens_attention(module, query, key, value, attention_mask, *args, **kwargs):
-    """Registered as ``"thermolens|X"``: capture and/or heat, else run the model's own ``X``."""
+def _thermolens_attention(module, query, key, value, attention_mask, **kwargs):
+    """Registered as ``"thermolens|X"``: capture and/or heat, else run the model's own ``X``.
+
+    transformers' attention modules pass everything after the mask by keyword (``scaling``,
+    ``dropout``, ``softcap``, ...), which is what this function relies on.
+    """
     original = module.config._attn_implementation.removeprefix(IMPL_PREFIX)
     own = _original_function(original, module)
     inv_t_table, capture = _current(module.config)
     layer = module.layer_idx
     inv_t = inv_t_table[layer] if inv_t_table is not None and layer < len(inv_t_table) else None
-    if capture is not None and layer in capture.capture_layers:
-        if args:  # positional (scaling, dropout) in some models
-            kwargs.update(zip(("scaling", "dropout"), args))
+    capturing = capture is not None and layer in capture.capture_layers
+    if capturing or inv_t is not None:
+        for sink in ("sinks", "s_aux"):
+            if kwargs.get(sink) is not None:  # extra softmax logits that no mask or scaling reaches
+                raise ValueError(f"attention sinks ({sink}) are not supported by thermolens capture/temperature")
+    if capturing:
         result = _eager_attention(
             module, query, key, value, attention_mask, inv_t=inv_t, store=capture.store, **kwargs
         )
@@ -271,9 +275,7 @@ def _thermolens_attention(module, query, key, value, attention_mask, *args, **kw
             raise _StopForward
         return result
     if inv_t is None:
-        return own(module, query, key, value, attention_mask, *args, **kwargs)
-    if args:
-        kwargs.update(zip(("scaling", "dropout"), args))
+        return own(module, query, key, value, attention_mask, **kwargs)
     if kwargs.get("softcap") is not None:  # tanh soft-capping cannot be folded into q
         return _eager_attention(module, query, key, value, attention_mask, inv_t=inv_t, **kwargs)
     scaling = kwargs.get("scaling")
