@@ -15,7 +15,8 @@ def _tiny(family: str):
     common = dict(vocab_size=101, hidden_size=32, num_hidden_layers=3, num_attention_heads=4)
     if family == "bert":
         # The bundled MiniLM's WordPiece tokenizer supplies [MASK] for the masked-LM loss.
-        config = tf.BertConfig(intermediate_size=37, max_position_embeddings=64, **{**common, "vocab_size": 30522})
+        common["vocab_size"] = 30522
+        config = tf.BertConfig(intermediate_size=37, max_position_embeddings=64, **common)
         model = tf.BertForMaskedLM(config)
         tokenizer = tf.AutoTokenizer.from_pretrained(bundled_model_dir(), local_files_only=True)
         return from_pretrained_model(model, tokenizer, name="tiny-bert")

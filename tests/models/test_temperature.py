@@ -191,7 +191,8 @@ def test_additive_float_biases_are_heated_too(tiny_models, padded_batch, per_hea
     slopes = 2.0 ** -torch.arange(1.0, 5.0)
     pos = torch.arange(12.0)
     bias = -slopes.view(1, 4, 1, 1) * (pos[None, :] - pos[:, None]).abs()
-    bias = bias.expand(3, 4, 12, 12).masked_fill(~pad.bool()[:, None, None, :], torch.finfo(torch.float32).min)
+    padding = ~pad.bool()[:, None, None, :]
+    bias = bias.expand(3, 4, 12, 12).masked_fill(padding, torch.finfo(torch.float32).min)
     T = torch.tensor([[0.5, 1.0, 2.0, 4.0]] * loaded.n_layers, dtype=torch.float64) if per_head else 2.0
     t = torch.as_tensor(T, dtype=torch.float32)[0].view(1, -1, 1, 1) if per_head else 2.0
     expected = torch.softmax((l0 + bias) / t, dim=-1)  # softmax(l / T), l including the bias

