@@ -51,6 +51,11 @@ def main() -> str:
         finally:
             loaded.model.set_attn_implementation("sdpa")
 
+    def heated_16_captured():
+        for t in temps:
+            with temperature(loaded, t):
+                capture_pass()
+
     def capture_pass():
         for kw in batches:
             capture_logits(loaded, kw["input_ids"], kw["attention_mask"])
@@ -68,6 +73,7 @@ def main() -> str:
         "heated16": heated_16,
         "heated16_per_head": lambda: heated_16(lambda t: per_head * t),
         "heated16_eager": heated_16_eager,
+        "heated16_capture": heated_16_captured,
         "plain": plain_pass,
         "capture": capture_pass,
         "eager_attn": eager_attentions_pass,
@@ -90,6 +96,8 @@ def main() -> str:
         ("16 temperatures, all heads, scalar T (sdpa kept)", "heated16", "plain16", target),
         ("16 temperatures, per-head T tensor (sdpa kept)", "heated16_per_head", "plain16", target),
         ("16 temperatures, forced eager attention (peer: the naive way)", "heated16_eager", "plain16", None),
+        ("16 temperatures, all heads, logits of all 72 heads captured in each pass",
+         "heated16_capture", "plain16", None),
         ("capture logits of all 72 heads, one pass", "capture", "plain", None),
         ("eager output_attentions=True, one pass (peer)", "eager_attn", "plain", None),
     ]
