@@ -142,6 +142,13 @@ def test_nested_blocks_innermost_wins(tiny_models, padded_batch):
         direct = _hidden(loaded, ids, mask)
     torch.testing.assert_close(inner, direct, rtol=0, atol=0)
     torch.testing.assert_close(outer, again, rtol=0, atol=0)
+    # Per-head tables nest too (and equal tables are told apart).
+    table = torch.tensor([[0.5, 1.0, 2.0, 4.0]] * loaded.n_layers, dtype=torch.float64)
+    with temperature(loaded, table), temperature(loaded, table * 2), temperature(loaded, table * 2):
+        innermost = _hidden(loaded, ids, mask)
+    with temperature(loaded, table * 2):
+        torch.testing.assert_close(innermost, _hidden(loaded, ids, mask), rtol=0, atol=0)
+    assert not attention._FRAMES
 
 
 @pytest.mark.parametrize("family", FAMILIES)

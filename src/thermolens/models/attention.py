@@ -87,7 +87,7 @@ class CapturedLogits:
 # per-model state while a `with` block is active
 
 
-@dataclass
+@dataclass(eq=False)  # frames are told apart by identity (a stack may hold equal ones)
 class _Frame:
     # Per layer: None (T = 1), a float 1/T for all heads, or a (1, head, 1, 1) tensor of 1/T_h.
     inv_t: list[float | torch.Tensor | None] | None = None
