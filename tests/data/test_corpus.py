@@ -29,7 +29,8 @@ def _word_tokenizer(template: str | None):
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     if template:
-        tok.post_processor = processors.TemplateProcessing(single=template, special_tokens=[("<s>", 1), ("</s>", 2)])
+        specials = [("<s>", 1), ("</s>", 2)]
+        tok.post_processor = processors.TemplateProcessing(single=template, special_tokens=specials)
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
 
 
@@ -52,7 +53,8 @@ def test_bert_packing_wraps_every_sequence_in_cls_sep(bert_tokenizer):
     assert (batches.input_ids[:, 0] == cls).all()
     assert (batches.input_ids[:31, -1] == sep).all()
     assert batches.attention_mask[31].tolist() == [1] * 8 + [0] * 24
-    assert batches.input_ids[31, 7] == sep and (batches.input_ids[31, 8:] == bert_tokenizer.pad_token_id).all()
+    assert batches.input_ids[31, 7] == sep
+    assert (batches.input_ids[31, 8:] == bert_tokenizer.pad_token_id).all()
     # The content is the token stream of the text, in order, without gaps or repeats.
     content = batches.input_ids[:, 1:-1][batches.attention_mask[:, 1:-1].bool()]
     content = content[content != sep]

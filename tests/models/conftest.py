@@ -15,7 +15,8 @@ def _tiny(family: str):
     common = dict(vocab_size=101, hidden_size=32, num_hidden_layers=3, num_attention_heads=4)
     if family == "bert":
         # The bundled MiniLM's WordPiece tokenizer supplies [MASK] for the masked-LM loss.
-        config = tf.BertConfig(intermediate_size=37, max_position_embeddings=64, **{**common, "vocab_size": 30522})
+        common["vocab_size"] = 30522
+        config = tf.BertConfig(intermediate_size=37, max_position_embeddings=64, **common)
         model = tf.BertForMaskedLM(config)
         tokenizer = tf.AutoTokenizer.from_pretrained(bundled_model_dir(), local_files_only=True)
         return from_pretrained_model(model, tokenizer, name="tiny-bert")
@@ -33,6 +34,16 @@ def _tiny(family: str):
             intermediate_size=48, num_key_value_heads=2, max_position_embeddings=64, **common
         )
         model = tf.LlamaForCausalLM(config)
+    elif family == "gemma2":
+        # Soft-capped logits (c tanh(l / c), c = 5) and sliding-window layers (window 4), GQA.
+        config = tf.Gemma2Config(
+            intermediate_size=48, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+            attn_logit_softcapping=5.0, sliding_window=4, query_pre_attn_scalar=8, **common
+        )
+        model = tf.Gemma2ForCausalLM(config)
+        with torch.no_grad():  # large queries, so that the soft cap is actually reached
+            for layer in model.model.layers:
+                layer.self_attn.q_proj.weight *= 300.0
     else:  # pragma: no cover
         raise KeyError(family)
     return from_pretrained_model(model, name=f"tiny-{family}")
@@ -40,7 +51,7 @@ def _tiny(family: str):
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    return {family: _tiny(family) for family in ("bert", "bert-bare", "gpt2", "llama")}
+    return {family: _tiny(family) for family in ("bert", "bert-bare", "gpt2", "llama", "gemma2")}
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from thermolens.models import capture_logits, from_pretrained_model, names
+from thermolens.models import capture_logits, from_pretrained_model, names, temperature
 
 
 def _own_attentions(loaded, ids, mask):
@@ -44,6 +44,43 @@ def test_softmax_of_captured_logits_is_the_models_pattern(tiny_models, padded_ba
             expected = expected & torch.ones(12, 12, dtype=torch.bool).tril()
         assert torch.equal(valid, expected)
         assert torch.isfinite(logits[valid]).all() and torch.isneginf(logits[~valid]).all()
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
+def test_unpadded_batch(tiny_models, padded_batch, family):
+    # Without padding, sdpa's mask builder may return no mask at all (causal: is_causal=True).
+    loaded = tiny_models[family]
+    ids, _ = padded_batch()
+    mask = torch.ones_like(ids)
+    captured = capture_logits(loaded, ids, mask)
+    own = _own_attentions(loaded, ids, mask)
+    for layer in captured.layers:
+        assert (torch.softmax(captured.logits[layer], -1) - own[layer]).abs().max().item() < 1e-5
+    assert captured.n_keys(0)[0, 0].tolist() == (list(range(1, 13)) if loaded.is_causal else [12] * 12)
+
+
+def test_soft_capping_and_sliding_window(tiny_models, padded_batch):
+    loaded = tiny_models["gemma2"]  # runs on eager attention: sdpa has no soft-capping
+    ids, mask = padded_batch()
+    captured = capture_logits(loaded, ids, mask)
+    own = _own_attentions(loaded, ids, mask)
+    for layer in captured.layers:
+        # Padding queries whose window holds only padding have no valid key (n = 0): the model's
+        # uniform row there is an artefact of its -inf mask, and the lens leaves those rows out.
+        rows = captured.n_keys(layer).expand(-1, loaded.n_heads, -1) > 0
+        diff = torch.softmax(captured.logits[layer], -1) - own[layer]
+        assert diff[rows].abs().max().item() < 1e-5
+        assert layer == 1 or not rows.all()  # the window case is really exercised
+        finite = captured.logits[layer][captured.mask[layer].expand_as(captured.logits[layer])]
+        assert finite.abs().max().item() <= 5.0 and finite.abs().max().item() > 4.0  # c = 5 reached
+    # Sliding-window layers (0 and 2) see at most 4 keys; the full-attention layer 1 sees all before.
+    assert captured.n_keys(0)[0, 0].tolist() == [1, 2, 3] + [4] * 9
+    assert captured.n_keys(1)[0, 0].tolist() == list(range(1, 13))
+    # At T = 2 the soft-capped pattern is softmax(l / 2) of the capped logits (eager fallback).
+    with temperature(loaded, 2.0), torch.no_grad():
+        hot = loaded.base_model(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
+    rows = captured.n_keys(0).expand(-1, loaded.n_heads, -1) > 0
+    assert (torch.softmax(captured.logits[0] / 2, -1) - hot[0])[rows].abs().max().item() < 1e-6
 
 
 def test_bundled_minilm_capture_matches_its_attention(minilm):

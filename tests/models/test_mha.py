@@ -116,3 +116,16 @@ def test_bad_arguments():
         with mha_temperature(mha, 2.0, heads=[H]):
             pass
     assert "forward" not in mha.__dict__
+
+
+def test_unbatched_call_and_dtype_minimum_masks():
+    mha = _module()
+    q, k, v, kpm = _inputs()
+    with torch.no_grad():
+        _, own = mha(q[2], k[2], v[2], key_padding_mask=kpm[2], average_attn_weights=False)
+    cap = mha_logits(mha, q[2], k[2], v[2], key_padding_mask=kpm[2])
+    assert (torch.softmax(cap.logits[0], -1) - own).abs().max().item() < 1e-5
+    # A float mask that uses the dtype minimum instead of -inf marks missing keys just the same.
+    floor = torch.zeros(B, S).masked_fill(kpm, torch.finfo(torch.float32).min)
+    assert torch.equal(mha_logits(mha, q, k, v, key_padding_mask=floor).mask,
+                       mha_logits(mha, q, k, v, key_padding_mask=kpm).mask)

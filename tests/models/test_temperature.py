@@ -142,6 +142,13 @@ def test_nested_blocks_innermost_wins(tiny_models, padded_batch):
         direct = _hidden(loaded, ids, mask)
     torch.testing.assert_close(inner, direct, rtol=0, atol=0)
     torch.testing.assert_close(outer, again, rtol=0, atol=0)
+    # Per-head tables nest too (and equal tables are told apart).
+    table = torch.tensor([[0.5, 1.0, 2.0, 4.0]] * loaded.n_layers, dtype=torch.float64)
+    with temperature(loaded, table), temperature(loaded, table * 2), temperature(loaded, table * 2):
+        innermost = _hidden(loaded, ids, mask)
+    with temperature(loaded, table * 2):
+        torch.testing.assert_close(innermost, _hidden(loaded, ids, mask), rtol=0, atol=0)
+    assert not attention._FRAMES
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -179,3 +186,32 @@ def test_bad_temperature_arguments(tiny_models, T, kwargs, match):
         with temperature(loaded, T, **kwargs):
             pass
     assert loaded.model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+def test_additive_float_biases_are_heated_too(tiny_models, padded_batch, per_head):
+    # An ALiBi-like bias -m_h |i - j| (slopes 2^-h as in Press et al. 2021, arXiv:2108.12409),
+    # passed as a 4-D float mask that transformers hands to attention unchanged.
+    loaded = tiny_models["bert-bare"]
+    ids, pad = padded_batch()
+    l0 = capture_logits(loaded, ids, pad, layers=0).logits[0]  # q.k / sqrt(d), padding -inf
+    slopes = 2.0 ** -torch.arange(1.0, 5.0)
+    pos = torch.arange(12.0)
+    bias = -slopes.view(1, 4, 1, 1) * (pos[None, :] - pos[:, None]).abs()
+    padding = ~pad.bool()[:, None, None, :]
+    bias = bias.expand(3, 4, 12, 12).masked_fill(padding, torch.finfo(torch.float32).min)
+    T = torch.tensor([[0.5, 1.0, 2.0, 4.0]] * loaded.n_layers, dtype=torch.float64) if per_head else 2.0
+    t = torch.as_tensor(T, dtype=torch.float32)[0].view(1, -1, 1, 1) if per_head else 2.0
+    expected = torch.softmax((l0 + bias) / t, dim=-1)  # softmax(l / T), l including the bias
+    model = loaded.model
+    with torch.no_grad():
+        with temperature(loaded, T):
+            sdpa_out = model(input_ids=ids, attention_mask=bias).last_hidden_state
+        model.set_attn_implementation("eager")
+        try:
+            with temperature(loaded, T):
+                out = model(input_ids=ids, attention_mask=bias, output_attentions=True)
+        finally:
+            model.set_attn_implementation("sdpa")
+    assert (out.attentions[0] - expected).abs().max().item() < 1e-6
+    torch.testing.assert_close(sdpa_out, out.last_hidden_state, rtol=1e-5, atol=1e-5)

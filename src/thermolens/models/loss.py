@@ -104,5 +104,7 @@ def model_loss(
         out = loaded.model(**kwargs, labels=labels.to(kwargs["input_ids"].device))
     loss = float(out.loss)
     if loss != loss:  # NaN
-        raise ValueError(f"the loss of {loaded.name} is NaN on this batch; check the inputs and the model dtype")
+        raise ValueError(
+            f"the loss of {loaded.name} is NaN on this batch; check the inputs and the model dtype"
+        )
     return loss

@@ -62,7 +62,7 @@ def _float_mask(mask: torch.Tensor | None, dtype: torch.dtype, what: str) -> tor
 
 
 def _projections(mha: nn.MultiheadAttention, query, key, value):
-    """q, k, v as (batch, head, n, d) plus the bias over keys, (batch, 1|head, n_q, n_k) or None."""
+    """Batch-first inputs -> q, k, v as (batch, head, n, d), with the bias_k / zero-attention keys."""
     e, n_heads = mha.embed_dim, mha.num_heads
     d = e // n_heads
     if mha._qkv_same_embed_dim:
@@ -92,7 +92,9 @@ def _projections(mha: nn.MultiheadAttention, query, key, value):
 
 def _batch_first(mha, query, key, value):
     if query.ndim not in (2, 3):
-        raise ValueError(f"query must be (n, embed) or (batch, n, embed)/(n, batch, embed), got {tuple(query.shape)}")
+        raise ValueError(
+            f"query must be (n, embed) or (batch, n, embed)/(n, batch, embed), got {tuple(query.shape)}"
+        )
     unbatched = query.ndim == 2
     if unbatched:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)  # seq-first, batch 1
@@ -119,10 +121,10 @@ def _bias(mha, attn_mask, key_padding_mask, batch, n_q, n_k_raw, n_k, dtype):
         bias = nn.functional.pad(am, (0, extra))
     kpm = _float_mask(key_padding_mask, dtype, "key_padding_mask")
     if kpm is not None:
-        if kpm.ndim == 1:
-            kpm = kpm.unsqueeze(0)
         if tuple(kpm.shape) != (batch, n_k_raw):
-            raise ValueError(f"key_padding_mask must be (batch, n_k) = ({batch}, {n_k_raw}), got {tuple(kpm.shape)}")
+            raise ValueError(
+                f"key_padding_mask must be (batch, n_k) = ({batch}, {n_k_raw}), got {tuple(kpm.shape)}"
+            )
         kpm = nn.functional.pad(kpm, (0, extra)).view(batch, 1, 1, n_k)
         bias = kpm if bias is None else bias + kpm
     return bias
@@ -140,7 +142,7 @@ def _logits(mha, query, key, value, key_padding_mask, attn_mask):
     if bias is None:
         valid = torch.ones((1, 1) + tuple(logits.shape[2:]), dtype=torch.bool, device=logits.device)
     else:
-        valid = bias != -math.inf
+        valid = bias > torch.finfo(bias.dtype).min / 2  # -inf, or the dtype minimum some callers use
         logits = logits + bias
     return logits, valid, v, unbatched
 
