@@ -51,7 +51,7 @@ def plot_ccdf(x, fit: PowerLawFit, comparisons: Sequence[Comparison] = (), ax=No
         alt = c.alternative_fit
         s = survival(alt.name, alt.params, grid, alt.xmin, discrete=alt.discrete)
         ax.loglog(grid, s, "--", color=_COLOURS.get(alt.name), label=f"{alt.name.replace('_', ' ')} (R={c.loglikelihood_ratio:.1f}, p={c.p_value:.2g})")
-    ax.set_ylim(bottom=0.5 / tail.size)
+    ax.set_ylim(0.5 / tail.size, 1.5)
     ax.set_xlabel("x")
     ax.set_ylabel("P(X ≥ x | X ≥ xmin)")
     ax.set_title(f"xmin={fit.xmin:g}, KS D={fit.ks_distance:.4f}")

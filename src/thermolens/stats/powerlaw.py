@@ -20,8 +20,8 @@ the jump at a value, e.g. at xmin itself; its discrete KS distances are therefor
 Speed: the exponent of every candidate comes from suffix sums in O(n). The KS distance of a candidate
 is bracketed from K points at evenly spaced tail ranks: between two sampled points both CDFs are
 monotone, so the distance there is at most max(F2 - e1, e2 - F1). Candidates whose lower bound
-exceeds the best upper bound are dropped, K grows eightfold per round, and only the few survivors
-are evaluated at every point. The answer is the exact minimum, not an approximation.
+exceeds the best exact distance are dropped; K grows eightfold per round until it covers every point of
+the survivors. The answer is the exact minimum, not an approximation.
 """
 
 from __future__ import annotations
@@ -249,7 +249,8 @@ def _best_candidate(tail: _Tail) -> tuple[int, float]:
 
     alive = np.arange(tail.starts.size)
     best = np.inf
-    for k in (16, 128, 1024, 8192):
+    k = 16
+    while True:
         lb, ub, peak = _bracket(tail, alive, k)
         best = min(best, float(ub.min()))
         for j in np.argsort(lb)[:4]:
@@ -263,7 +264,8 @@ def _best_candidate(tail: _Tail) -> tuple[int, float]:
         for row, d in zip(alive[m_all[alive] <= k], lb[m_all[alive] <= k]):
             exact[int(row)] = float(d)
         if (m_all[alive] <= k).all():
-            break
+            break  # every survivor was evaluated at all of its points
+        k = min(8 * k, int(m_all[alive].max()))
     for j in np.argsort(lb):
         if lb[j] > best * (1 + 1e-12):
             break
