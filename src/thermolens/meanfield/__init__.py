@@ -1,0 +1,1 @@
+"""Mean-field attention models on the circle (and sphere): kernels, stationary states, transitions, dynamics."""
