@@ -77,7 +77,8 @@ def landau_expansion(kernel: Kernel) -> LandauExpansion:
     k = lin.critical_mode
     ratio = float(kernel.w_hat(2 * k)) / lin.w_hat_critical
     alpha = 1.0 - ratio
-    quartic = (2.0 - 1.0 / alpha) / 64.0
+    # alpha_2k = 0: the second harmonic is critical too and the cubic term -a^2 b / 8 survives (first order).
+    quartic = (2.0 - 1.0 / alpha) / 64.0 if alpha > 0 else -math.inf
     return LandauExpansion(k, lin.K_sharp, ratio, alpha, quartic, 8.0 * quartic * lin.K_sharp,
                            len(lin.degenerate_modes) > 1)
 
