@@ -57,10 +57,19 @@ class Basis:
         return np.arange(self.n_grid) / self.n_grid
 
 
-def make_basis(kernel: Kernel, n_modes: int = 64) -> Basis:
+def default_modes(kernel: Kernel) -> int:
+    """Truncation covering every coefficient above 1e-16 of the largest, clipped to [16, 64]."""
+    c = np.abs(kernel.coefficients[1:])
+    big = np.flatnonzero(c > 1e-16 * c.max()) if c.max() > 0 else np.array([0])
+    return int(np.clip(big[-1] + 1 if big.size else 16, 16, 64))
+
+
+def make_basis(kernel: Kernel, n_modes: int | None = None) -> Basis:
+    """Truncation with ``n_modes`` potential modes (``None``: ``default_modes(kernel)``)."""
+    n_modes = default_modes(kernel) if n_modes is None else n_modes
     if not isinstance(n_modes, (int, np.integer)) or n_modes < 2:
         raise ValueError(f"n_modes={n_modes} must be an integer >= 2")
-    n_grid = max(256, 1 << int(math.ceil(math.log2(8 * n_modes))))
+    n_grid = max(128, 1 << int(math.ceil(math.log2(8 * n_modes))))
     return Basis(int(n_modes), n_grid, kernel.w_hat(np.arange(n_grid // 2 + 1)))
 
 
@@ -156,7 +165,9 @@ def _state(basis: Basis, K: float, phi: np.ndarray, mode: int) -> StationaryStat
 
 
 def _morse_index(basis: Basis, K: float, rho_hat: np.ndarray, *, nonuniform: bool, tol: float = 1e-7) -> int:
-    j = np.arange(1, basis.n_modes + 1)
+    # Modes with W_hat = 0 contribute zero rows to 2 K W_hat C, hence only zero eigenvalues: drop them.
+    w_all = basis.w[1 : basis.n_modes + 1]
+    j = np.flatnonzero(np.abs(w_all) > 1e-14 * np.max(np.abs(w_all))) + 1
     w = basis.w[j]
     eig_cos = np.linalg.eigvals(2.0 * K * w[:, None] * _coupling_matrix(rho_hat, j)).real
     eig_sin = np.sort(np.linalg.eigvals(2.0 * K * w[:, None] * _coupling_matrix(rho_hat, j, sine=True)).real)
@@ -165,9 +176,9 @@ def _morse_index(basis: Basis, K: float, rho_hat: np.ndarray, *, nonuniform: boo
     return int(np.sum(eig_cos > 1.0 + tol) + np.sum(eig_sin > 1.0 + tol))
 
 
-def uniform_state(kernel: Kernel, K: float, n_modes: int = 64) -> StationaryState:
+def uniform_state(kernel: Kernel, K: float, n_modes: int | None = None) -> StationaryState:
     basis = make_basis(kernel, n_modes)
-    return _state(basis, K, np.zeros(n_modes), 0)
+    return _state(basis, K, np.zeros(basis.n_modes), 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,7 +341,7 @@ def branch_point(kernel: Kernel, mode: int, r: float, guess: tuple[np.ndarray, f
     return _state(basis, float(x[-1]), _embed(basis, A, x[:-1]), mode)
 
 
-def follow_branch(kernel: Kernel, mode: int, *, K_max: float, n_modes: int = 64, r_max: float = 0.98,
+def follow_branch(kernel: Kernel, mode: int, *, K_max: float, n_modes: int | None = None, r_max: float = 0.98,
                   dr: float = 0.02, basis: Basis | None = None) -> Branch:
     """Continue the branch born at ``K = 1/(2 W_hat(mode))`` in ``r = rho_hat(mode)`` until ``K > K_max``.
 
@@ -404,7 +415,7 @@ class Landscape:
 
 
 def free_energy_landscape(kernel: Kernel, K_values, *, mode: int, r_max: float = 0.6, n_r: int = 61,
-                          n_modes: int = 64) -> Landscape:
+                          n_modes: int | None = None) -> Landscape:
     basis = make_basis(kernel, n_modes)
     A = active_modes(basis, mode)
     if mode not in A:
@@ -475,7 +486,7 @@ def _centre(rho_hat_c: np.ndarray, tol: float = 1e-6) -> tuple[int, np.ndarray, 
     return period, centred.real, float(np.max(np.abs(centred.imag)))
 
 
-def global_minimize(kernel: Kernel, K: float, *, n_starts: int = 12, seed: int = 0, n_modes: int = 64,
+def global_minimize(kernel: Kernel, K: float, *, n_starts: int = 8, seed: int = 0, n_modes: int | None = None,
                     basis: Basis | None = None) -> list[StationaryState]:
     """Local minimisers of ``F_K`` (BFGS in the full space, then Newton in the even subspace) from
     ``n_starts`` random potentials plus single-mode starts in the most unstable modes.

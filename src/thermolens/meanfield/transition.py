@@ -83,7 +83,7 @@ def landau_expansion(kernel: Kernel) -> LandauExpansion:
                            len(lin.degenerate_modes) > 1)
 
 
-def branch_expansion(kernel: Kernel, *, n_modes: int = 64, a_max: float = 0.02) -> tuple[float, float]:
+def branch_expansion(kernel: Kernel, *, n_modes: int | None = None, a_max: float = 0.02) -> tuple[float, float]:
     """Fit ``K(a)/K_# - 1 = kappa_2 a^2 + kappa_4 a^4`` on the computed branch (``a = 2 rho_hat(k)``).
 
     ``kappa_2`` checks the Landau prediction ``8 c_4``; the sign of ``kappa_4`` decides the order of the
@@ -133,7 +133,7 @@ class CriticalCoupling:
     branch: Branch | None = field(repr=False)
     minimizer: StationaryState | None = field(repr=False)
     global_states: tuple[StationaryState, ...] = field(repr=False)
-    n_modes: int = 64
+    n_modes: int = 0
     truncation_error: float = 0.0
 
     def summary(self) -> dict:
@@ -212,7 +212,7 @@ def _descend(kernel: Kernel, start: StationaryState, basis: Basis, *, max_steps:
     return None
 
 
-def critical_coupling(kernel: Kernel, *, n_modes: int = 64, n_starts: int = 8, seed: int = 0,
+def critical_coupling(kernel: Kernel, *, n_modes: int | None = None, n_starts: int = 8, seed: int = 0,
                       K_max_factor: float = 1.5) -> CriticalCoupling:
     """``K_#``, ``K_c`` (to ~1e-12 relative for smooth kernels) and the order of the transition.
 
@@ -224,9 +224,10 @@ def critical_coupling(kernel: Kernel, *, n_modes: int = 64, n_starts: int = 8, s
     lin = linear_stability(kernel)
     if lin.critical_mode == 0:
         return CriticalCoupling(kernel.name, kernel.parameter, kernel.value, math.inf, math.inf, "none", 0, 0.0,
-                                None, None, None, (), n_modes, 0.0)
+                                None, None, None, (), 0, 0.0)
     landau = landau_expansion(kernel)
     basis = make_basis(kernel, n_modes)
+    n_modes = basis.n_modes
     if lin.critical_mode > basis.n_modes:
         raise ValueError(f"critical mode {lin.critical_mode} exceeds n_modes={n_modes}; raise n_modes")
     branch = follow_branch(kernel, lin.critical_mode, K_max=K_max_factor * lin.K_sharp, basis=basis)
@@ -285,7 +286,7 @@ class Threshold:
 
 
 def threshold(name: str, *, bracket: tuple[float, float] | None = None, offsets: Sequence[float] = (0.01,),
-              n_modes: int = 64, n_starts: int = 8, seed: int = 0) -> Threshold:
+              n_modes: int | None = None, n_starts: int = 8, seed: int = 0) -> Threshold:
     """Root of ``c_4(p) = 0`` for the named kernel's parameter ``p`` by Brent's method (xtol 1e-14).
 
     Each relative offset in ``offsets`` is checked with the global solver on both sides of the root.
@@ -344,7 +345,7 @@ class PhaseDiagram:
                              "landau_quartic": self.quartic})
 
 
-def phase_diagram(name: str, values: Iterable[float], *, n_modes: int = 64, n_starts: int = 8, seed: int = 0,
+def phase_diagram(name: str, values: Iterable[float], *, n_modes: int | None = None, n_starts: int = 8, seed: int = 0,
                   progress: Callable[[Iterable], Iterable] | None = None) -> PhaseDiagram:
     if name not in _PARAMETERS:
         raise ValueError(f"kernel {name!r} has no parameter; phase diagrams exist for {', '.join(_PARAMETERS)}")
