@@ -29,5 +29,10 @@ def _root(
     """thermolens: measure phase transitions and criticality in attention networks."""
 
 
+from thermolens.cli import meanfield as _meanfield  # noqa: E402
+
+app.add_typer(_meanfield.app, name="meanfield")
+
+
 def main() -> None:
     app()

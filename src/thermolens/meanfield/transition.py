@@ -267,7 +267,7 @@ class Threshold:
 
     ``continuous_side`` says on which side the transition is continuous. ``kappa_4`` is the sextic-order
     branch coefficient at the threshold (positive: the transition is still continuous there).
-    ``checks`` holds ``(parameter, transition, K_c/K_# - 1)`` from the global solver on either side.
+    ``checks`` holds ``(parameter, transition, (K_# - K_c)/K_#)`` from the global solver on either side.
     """
 
     kernel: str
@@ -314,7 +314,7 @@ def threshold(name: str, *, bracket: tuple[float, float] | None = None, offsets:
         for p, expect in ((root * (1 - off), side == "below"), (root * (1 + off), side == "above")):
             res = critical_coupling(make_kernel(name, **{parameter: p}), n_modes=n_modes, n_starts=n_starts,
                                     seed=seed)
-            checks.append((p, res.transition, res.K_c / res.K_sharp - 1.0))
+            checks.append((p, res.transition, (res.K_sharp - res.K_c) / res.K_sharp))
             consistent &= (res.transition == "continuous") == expect
     return Threshold(name, parameter, root, side, kappa_4, tuple(checks), consistent)
 
