@@ -81,15 +81,27 @@ def _write_critical_run(out: Path, overwrite: bool, ker, res, config: dict, seed
     with io.RunRecorder(run_dir, "meanfield-critical", io.command_line(), config, seed=seed) as rec:
         rec.summary.update(res.summary())
         io.write_table(run_dir / "branch.parquet", res.branch.to_frame())
-        io.save_figure(fig.bifurcation_diagram([res.branch], K_sharp=res.K_sharp, K_c=res.K_c).figure,
-                       run_dir / "bifurcation.png")
+        K_lo = min(float(res.branch.K.min()), res.K_c)
+        window = (K_lo - 0.5 * (res.K_sharp - K_lo) - 0.02 * res.K_sharp, 1.1 * res.K_sharp)
+        io.save_figure(fig.bifurcation_diagram([res.branch], K_sharp=res.K_sharp, K_c=res.K_c,
+                                               K_window=window).figure, run_dir / "bifurcation.png")
         K_values = res.K_sharp * np.array([0.97, 0.99, 1.0, 1.01, 1.03])
         if res.K_c < res.K_sharp:
             K_values = np.sort(np.append(K_values, res.K_c))
-        r_max = float(min(0.95, max(0.2, 1.3 * float(np.max(res.branch.r)))))
+        r_hi = float(np.interp(K_values.max(), *_sorted_stable(res.branch))) if res.branch.states else 0.2
+        r_max = float(min(0.95, max(0.2, 1.3 * max(r_hi, res.jump))))
         land = free_energy_landscape(ker, K_values, mode=res.critical_mode, r_max=r_max, n_modes=res.n_modes)
         io.write_table(run_dir / "landscape.parquet", pd.DataFrame(land.to_frame()))
         io.save_figure(fig.free_energy_landscape(land).figure, run_dir / "landscape.png")
+
+
+def _sorted_stable(branch):
+    """``(K, r)`` of the stable part of a branch, sorted by K (for interpolation)."""
+    import numpy as np
+
+    K, r = branch.K[branch.stable], branch.r[branch.stable]
+    order = np.argsort(K)
+    return K[order], r[order]
 
 
 @app.command("threshold")
@@ -172,7 +184,7 @@ def simulate(
     K: float = typer.Option(..., "--K", help="coupling K (>= 0)"),
     particles: int = typer.Option(100_000, "--particles", help="number of particles N"),
     steps: int = typer.Option(5000, "--steps", help="time steps of the particle system"),
-    dt: float = typer.Option(0.005, "--dt", help="time step of the particle system"),
+    dt: float = typer.Option(0.002, "--dt", help="time step of the particle system (Heun)"),
     pde_dt: float = typer.Option(1e-3, "--pde-dt", help="time step of the PDE"),
     seed: int = typer.Option(0, "--seed", help="seed of the particle noise and initial positions"),
     out: Path = typer.Option(Path("runs/meanfield-simulate"), "--out", help="run directory"),

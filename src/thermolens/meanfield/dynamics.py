@@ -31,7 +31,7 @@ import numpy as np
 from thermolens.meanfield.kernels import Kernel
 
 # A step that moves a particle deterministically by more than this fraction of the circle is refused.
-MAX_DRIFT_PER_STEP = 0.05
+MAX_DRIFT_PER_STEP = 0.1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def simulate_pde(kernel: Kernel, K: float, *, t_final: float, dt: float = 1e-4, 
     w_hat = kernel.w_hat(np.arange(n_grid // 2 + 1))
     n_steps = int(math.ceil(t_final / dt))
     record_at = set(np.unique(np.geomspace(1, n_steps, n_records).astype(int)).tolist()) | {0}
-    snap_at = set(np.unique(np.linspace(0, n_steps, n_snapshots).astype(int)).tolist())
+    snap_at = {0} | set(np.unique(np.geomspace(max(1, n_steps // 1000), n_steps, n_snapshots - 1).astype(int)).tolist())
     rec: list[tuple[float, float, float, float]] = []
     snaps, snap_t = [], []
     for i in range(n_steps + 1):

@@ -41,7 +41,7 @@ def phase_diagram(result, ax=None):
     return ax
 
 
-def bifurcation_diagram(branches, *, K_sharp: float, K_c: float | None = None, ax=None):
+def bifurcation_diagram(branches, *, K_sharp: float, K_c: float | None = None, K_window=None, ax=None):
     """Order parameter ``rho_hat(k)`` of each branch against ``K``: solid stable, dashed unstable."""
     ax = _axes(ax)
     K_hi = max([float(b.K.max()) for b in branches] + [K_sharp * 1.2])
@@ -52,13 +52,17 @@ def bifurcation_diagram(branches, *, K_sharp: float, K_c: float | None = None, a
     for i, b in enumerate(branches):
         c = colors[i % len(colors)]
         K, r, st = b.K, b.r, b.stable
-        for j in range(len(K) - 1):
-            ax.plot(K[j : j + 2], r[j : j + 2], color=c, lw=1.5, ls="-" if st[j] and st[j + 1] else "--")
+        # one line per run of equal stability, overlapping by a point so the curve stays connected
+        cuts = np.flatnonzero(st[1:] != st[:-1]) + 1
+        for a, z in zip(np.r_[0, cuts], np.r_[cuts, len(K)]):
+            ax.plot(K[a : z + 1], r[a : z + 1], color=c, lw=1.5, ls="-" if st[a] else "--")
         ax.plot([], [], color=c, label=f"mode {b.mode} branch")
     if K_c is not None and K_c < K_sharp:
         ax.axvline(K_c, color="tab:orange", ls=":", lw=1, label=f"$K_c$ = {K_c:.6f}")
     ax.axvline(K_sharp, color="gray", ls=":", lw=1, label=rf"$K_\#$ = {K_sharp:.6f}")
     ax.plot([], [], color="gray", ls="--", label="unstable")
+    if K_window is not None:
+        ax.set_xlim(*K_window)
     ax.set_xlabel("coupling K")
     ax.set_ylabel(r"order parameter $\hat\rho(k)$")
     ax.set_title("bifurcation diagram")
@@ -105,7 +109,7 @@ def _centre(values: np.ndarray) -> np.ndarray:
     """Rotate grid values so that the phase of the first Fourier mode sits at theta = 1/2."""
     n = values.size
     phase = np.angle(np.fft.rfft(values)[1])
-    shift = int(round(-phase / (2 * np.pi) * n)) + n // 2
+    shift = int(round(phase / (2 * np.pi) * n)) + n // 2  # rfft phase is -2 pi theta_peak
     return np.roll(values, shift)
 
 
