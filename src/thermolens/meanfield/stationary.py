@@ -36,7 +36,7 @@ import numpy as np
 from thermolens.meanfield.kernels import Kernel
 
 NEWTON_TOL = 1e-13
-_SEARCH_MODES = 24
+_SEARCH_MODES = 16
 _MAX_NEWTON = 60
 
 
@@ -518,7 +518,7 @@ def global_minimize(kernel: Kernel, K: float, *, n_starts: int = 8, seed: int = 
     found: list[StationaryState] = []
     for x0 in starts:
         opt = minimize(_full_free_energy, x0, args=(search, K), jac=True, method="BFGS",
-                       options={"maxiter": 200, "gtol": 1e-9})
+                       options={"maxiter": 120, "gtol": 1e-6})
         if opt.fun > -1e-10:  # no better than uniform: irrelevant for the global minimum
             continue
         a, b = opt.x[:M], opt.x[M:]
