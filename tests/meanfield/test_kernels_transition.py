@@ -23,6 +23,7 @@ from thermolens.meanfield import (
     sphere_landau,
     sphere_threshold,
     threshold,
+    transition_boundary,
 )
 from thermolens.meanfield.stationary import make_basis
 
@@ -155,6 +156,23 @@ def test_kuramoto_daido_published_regimes(m, expected):
         assert res.K_c == pytest.approx(min(1.0, 1.0 / m) if m else 1.0, rel=1e-14)
     else:
         assert res.K_c < res.K_sharp and res.jump > 0.1
+
+
+def test_global_search_finds_state_disconnected_from_the_critical_branch():
+    # m = 1.2: the critical mode is k = 2 (K_# = 1/m) and its bifurcation is supercritical (W_hat(4) = 0),
+    # but a mode-1 state beats uniform below K_#: only the global minimisation can see it.
+    res = critical_coupling(kuramoto_daido(1.2))
+    assert res.critical_mode == 2 and res.landau.quartic > 0
+    assert res.transition == "discontinuous" and res.minimizer.mode == 1
+    assert res.K_c < 1 / 1.2
+
+
+@pytest.mark.slow
+def test_kuramoto_daido_second_boundary():
+    # Found by this solver (docs/meanfield.md): continuous again for m >= 1.26729..., consistent with the
+    # published K_c = 1/m for m >= 2 (arXiv:2602.14954).
+    lo, hi = transition_boundary("kuramoto-daido", 1.2, 1.3, tol=1e-6)
+    assert 1.2672915 < lo < hi < 1.2672935
 
 
 def test_noisy_transformer_threshold_solves_bessel_equation():

@@ -47,6 +47,7 @@ from thermolens.meanfield.transition import (
     landau_expansion,
     phase_diagram,
     threshold,
+    transition_boundary,
 )
 
 __all__ = [
@@ -55,7 +56,7 @@ __all__ = [
     "Branch", "Landscape", "StationaryState", "follow_branch", "free_energy_landscape", "global_minimize",
     "solve_stationary", "uniform_state",
     "CriticalCoupling", "LandauExpansion", "PhaseDiagram", "Threshold", "branch_expansion",
-    "critical_coupling", "landau_expansion", "phase_diagram", "threshold",
+    "critical_coupling", "landau_expansion", "phase_diagram", "threshold", "transition_boundary",
     "ParticleRun", "PDERun", "direct_force", "fourier_force", "linear_decay_rate", "simulate_particles",
     "simulate_pde",
     "funk_hecke_eigenvalue", "sphere_landau", "sphere_threshold",

@@ -37,6 +37,7 @@ from thermolens.meanfield.kernels import Kernel
 
 NEWTON_TOL = 1e-13
 _SEARCH_MODES = 16
+_SEARCH_ITERATIONS = 400
 _MAX_NEWTON = 60
 
 
@@ -450,27 +451,33 @@ def _state_delta_F(basis: Basis, K: float, phi: np.ndarray) -> float:
 # global minimisation (full space: cosine and sine modes)
 
 
-def _full_free_energy(x: np.ndarray, basis: Basis, K: float) -> tuple[float, np.ndarray]:
-    """``Delta F`` and its gradient for ``phi = 2 sum_j (a_j cos + b_j sin)(2 pi j theta)``, ``x = (a, b)``."""
+def _relax(basis: Basis, K: float, phi_hat: np.ndarray, n_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """Damped fixed-point iteration ``phi_hat <- (1 - lam) phi_hat + lam 2 K W_hat rho_hat[phi]`` for a batch.
+
+    ``phi_hat`` (n_starts, n_modes) holds complex coefficients (any phase: the full, non-even space). The
+    damped map's Jacobian is ``1 - lam (1 - 2 K W_hat C)``, so it converges exactly to states whose
+    eigenvalues ``mu`` of ``2 K W_hat C`` satisfy ``1 - 2/lam < mu < 1``, i.e. to local minimisers of ``F``.
+    Returns the final coefficients and ``Delta F`` of each start.
+    """
     M, n = basis.n_modes, basis.n_grid
-    spec = np.zeros(n // 2 + 1, dtype=np.complex128)
-    spec[1 : M + 1] = x[:M] - 1j * x[M:]
-    pot = np.fft.irfft(spec, n) * n
-    top = float(pot.max())
-    e = np.exp(pot - top)
-    rho = e / e.mean()
-    log_Z = top + math.log(e.mean())
-    rho_hat = np.fft.rfft(rho) / n
-    wM = basis.w[: M + 1]
-    conv_spec = np.zeros(n // 2 + 1, dtype=np.complex128)
-    conv_spec[1 : M + 1] = wM[1:] * rho_hat[1 : M + 1]
-    conv = np.fft.irfft(conv_spec, n) * n  # (W_M * rho) without the constant mode
-    value = float(np.mean(rho * pot) - log_Z - 2.0 * K * np.sum(wM[1:] * np.abs(rho_hat[1 : M + 1]) ** 2))
-    g = pot - 2.0 * K * conv
-    h = rho * (g - np.mean(rho * g))
-    h_hat = np.fft.rfft(h)[1 : M + 1] / n
-    grad = np.concatenate([2.0 * h_hat.real, -2.0 * h_hat.imag])
-    return value, grad
+    w = basis.w[1 : M + 1]
+    lam = min(0.5, 0.9 / (1.0 + max(0.0, -2.0 * K * float(w.min()))))
+    spec = np.zeros((phi_hat.shape[0], n // 2 + 1), dtype=np.complex128)
+    x = phi_hat.copy()
+    for _ in range(n_iter + 1):
+        spec[:, 1 : M + 1] = x
+        pot = np.fft.irfft(spec, n, axis=1) * n  # (n_starts, n_grid)
+        top = pot.max(axis=1, keepdims=True)
+        e = np.exp(pot - top)
+        mean = e.mean(axis=1, keepdims=True)
+        rho = e / mean
+        rho_hat = np.fft.rfft(rho, axis=1)[:, 1 : M + 1] / n
+        target = 2.0 * K * w * rho_hat
+        if _ < n_iter:
+            x = (1.0 - lam) * x + lam * target
+    log_Z = (top + np.log(mean))[:, 0]
+    delta_F = np.mean(rho * pot, axis=1) - log_Z - 2.0 * K * (np.abs(rho_hat) ** 2 @ w)
+    return x, delta_F
 
 
 def _centre(rho_hat_c: np.ndarray, tol: float = 1e-6) -> tuple[int, np.ndarray, float]:
@@ -488,15 +495,14 @@ def _centre(rho_hat_c: np.ndarray, tol: float = 1e-6) -> tuple[int, np.ndarray, 
 
 def global_minimize(kernel: Kernel, K: float, *, n_starts: int = 8, seed: int = 0, n_modes: int | None = None,
                     basis: Basis | None = None) -> list[StationaryState]:
-    """Local minimisers of ``F_K`` (BFGS in the full space, then Newton in the even subspace) from
-    ``n_starts`` random potentials plus single-mode starts in the most unstable modes.
+    """Local minimisers of ``F_K`` (damped fixed-point iteration in the full space, all starts at once, then
+    Newton in the even subspace) from ``n_starts`` random potentials plus single-mode starts in the three
+    most unstable modes.
 
     Only states below the uniform free energy are kept (the others cannot be the global minimiser).
     Returns the distinct ones, lowest ``delta_F`` first. A state that stays odd after translation cannot be
     polished by the even solver and is dropped; none of the kernels studied here produced one.
     """
-    from scipy.optimize import minimize
-
     if K < 0:
         raise ValueError(f"K={K} must be >= 0")
     basis = basis or make_basis(kernel, n_modes)
@@ -504,25 +510,19 @@ def global_minimize(kernel: Kernel, K: float, *, n_starts: int = 8, seed: int = 
     search = make_basis(kernel, min(basis.n_modes, _SEARCH_MODES))
     M = search.n_modes
     rng = np.random.default_rng(seed)
-    starts = []
     positive = [int(k) for k in np.argsort(-basis.w[1 : M + 1])[:3] + 1 if basis.w[k] > 0]
-    for k in positive:
-        for amp in (0.5, 2.0):
-            x = np.zeros(2 * M)
-            x[k - 1] = amp
-            starts.append(x)
+    starts = np.zeros((2 * len(positive) + n_starts, M), dtype=np.complex128)
+    for i, k in enumerate(positive):
+        starts[2 * i, k - 1], starts[2 * i + 1, k - 1] = 0.5, 2.0
     j = np.arange(1, M + 1)
-    for _ in range(n_starts):
-        amp = math.exp(rng.uniform(math.log(0.2), math.log(4.0)))
-        starts.append(np.concatenate([rng.normal(size=M), rng.normal(size=M)]) * amp / np.tile(j, 2) ** 2)
+    amp = np.exp(rng.uniform(math.log(0.2), math.log(4.0), size=(n_starts, 1)))
+    starts[2 * len(positive) :] = amp * (rng.normal(size=(n_starts, M)) + 1j * rng.normal(size=(n_starts, M))) / j**2
+    relaxed, delta_F = _relax(search, K, starts, _SEARCH_ITERATIONS)
     found: list[StationaryState] = []
-    for x0 in starts:
-        opt = minimize(_full_free_energy, x0, args=(search, K), jac=True, method="BFGS",
-                       options={"maxiter": 120, "gtol": 1e-6})
-        if opt.fun > -1e-10:  # no better than uniform: irrelevant for the global minimum
+    for x, dF in zip(relaxed, delta_F):
+        if dF > -1e-10:  # no better than uniform: irrelevant for the global minimum
             continue
-        a, b = opt.x[:M], opt.x[M:]
-        period, phi_c, odd = _centre(np.concatenate([[0.0], a - 1j * b]))
+        period, phi_c, odd = _centre(np.concatenate([[0.0], x]))
         if period == 0 or np.max(np.abs(phi_c)) < 1e-4 or odd > 1e-3 * np.max(np.abs(phi_c)):
             continue
         phi0 = np.zeros(basis.n_modes)

@@ -319,6 +319,34 @@ def threshold(name: str, *, bracket: tuple[float, float] | None = None, offsets:
     return Threshold(name, parameter, root, side, kappa_4, tuple(checks), consistent)
 
 
+def transition_boundary(name: str, lo: float, hi: float, *, tol: float = 1e-6, n_modes: int | None = None,
+                        n_starts: int = 8, seed: int = 0) -> tuple[float, float]:
+    """Bracket ``(a, b)``, ``b - a <= tol``, where the globally computed order of the transition changes.
+
+    Bisection on ``critical_coupling(...).transition``; unlike ``threshold`` it needs no Landau expansion,
+    so it also finds boundaries set by states far from uniform (Kuramoto--Daido near m = 1.25).
+    """
+    if name not in _PARAMETERS:
+        raise ValueError(f"kernel {name!r} has no parameter; boundaries exist for {', '.join(_PARAMETERS)}")
+    parameter = _PARAMETERS[name][0]
+
+    def kind(p: float) -> str:
+        return critical_coupling(make_kernel(name, **{parameter: p}), n_modes=n_modes, n_starts=n_starts,
+                                 seed=seed).transition
+
+    k_lo, k_hi = kind(lo), kind(hi)
+    if k_lo == k_hi:
+        raise ValueError(f"the transition is {k_lo} at both {parameter}={lo} and {hi}; give a bracket "
+                         "across which it changes")
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if kind(mid) == k_lo:
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
 # --------------------------------------------------------------------------------------------------
 # phase diagram
 
