@@ -135,3 +135,14 @@ def test_cli_phase_diagram_and_simulate(tmp_path):
 def test_cli_bad_input_exits_2(args):
     res = runner.invoke(app, ["meanfield", *args])
     assert res.exit_code == 2, res.output
+
+
+def test_too_small_truncation_warns_with_estimated_error():
+    from thermolens.meanfield import TruncationWarning, critical_coupling, hegselmann_krause
+
+    with pytest.warns(TruncationWarning, match="truncation error"):
+        critical_coupling(hegselmann_krause(1.0), n_modes=16)
+    res = runner.invoke(app, ["meanfield", "critical", "--kernel", "hegselmann-krause", "--R", "1", "--modes", "16",
+                              "--json"])
+    assert res.exit_code == 0
+    assert "truncation error" in res.output

@@ -27,9 +27,18 @@ def _kernel(kernel: str, beta: float | None, R: float | None, m: float | None, c
     return make_kernel(kernel, beta=beta, R=R, m=m)
 
 
-def _warn_truncation(error: float, quiet: bool) -> None:
-    if error > 1e-8 and not quiet:
-        console.print(f"[yellow]warning:[/] estimated Fourier truncation error {error:.2g}; raise --modes")
+def _critical(ker, **kwargs):
+    """``critical_coupling`` with its truncation warning printed as one line on stderr."""
+    import warnings
+
+    from thermolens.meanfield import critical_coupling
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = critical_coupling(ker, **kwargs)
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+    return res
 
 
 @app.command("critical")
@@ -50,13 +59,10 @@ def critical(
     quiet: bool = typer.Option(False, "--quiet", help="no human output"),
 ) -> None:
     """K_# (linear instability), K_c (global minimiser) and whether the transition is continuous."""
-    from thermolens.meanfield import critical_coupling
-
     if kernel == "noisy-transformer" and beta is None and coefficients is None:
         beta = 1.0
     ker = _kernel(kernel, beta, R, m, coefficients)
-    res = critical_coupling(ker, n_modes=modes, n_starts=starts, seed=seed)
-    _warn_truncation(res.truncation_error, quiet)
+    res = _critical(ker, n_modes=modes, n_starts=starts, seed=seed)
     summary = res.summary()
     if out is not None and res.branch is not None:
         _write_critical_run(out, overwrite, ker, res, {"kernel": kernel, "beta": beta, "R": R, "m": m,

@@ -27,6 +27,7 @@ For Hegselmann--Krause with ``R <= pi`` it reads ``sin R (2 - cos R) < R``; for 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -46,6 +47,12 @@ from thermolens.meanfield.stationary import (
 
 # Relative gap K_# - K_c below which a transition is reported continuous.
 CONTINUOUS_RTOL = 1e-10
+# Estimated truncation error of the states above which critical_coupling warns.
+TRUNCATION_WARN = 1e-8
+
+
+class TruncationWarning(UserWarning):
+    """The Fourier truncation may be too small for the requested accuracy."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -244,6 +251,10 @@ def critical_coupling(kernel: Kernel, *, n_modes: int | None = None, n_starts: i
         raise ValueError(f"{kernel.label}: a state beats the uniform one at K_# but its branch could not be "
                          "followed down to Delta F = 0; raise n_modes")
     errors = [s.truncation_error for s in (*branch.states, *found)]
+    if max(errors, default=0.0) > TRUNCATION_WARN:
+        warnings.warn(f"{kernel.label}: estimated Fourier truncation error {max(errors):.2g} with n_modes="
+                      f"{n_modes} (K_c itself is usually far more accurate); raise n_modes to be sure",
+                      TruncationWarning, stacklevel=2)
     if below:
         best = min(below, key=lambda s: s.K)
         return CriticalCoupling(kernel.name, kernel.parameter, kernel.value, lin.K_sharp, best.K, "discontinuous",
