@@ -100,7 +100,7 @@ def test_cli_critical_run_directory(tmp_path):
                               "--json", "--out", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["transition"] == "discontinuous"
-    for name in ("manifest.json", "branch.parquet", "bifurcation.png", "landscape.png"):
+    for name in ("manifest.json", "branches.parquet", "bifurcation.png", "landscape.png"):
         assert (tmp_path / "c" / name).is_file()
 
 

@@ -11,6 +11,7 @@ from thermolens.meanfield import (
     critical_coupling,
     doi_onsager,
     follow_branch,
+    follow_state,
     from_callable,
     from_coefficients,
     funk_hecke_eigenvalue,
@@ -165,6 +166,9 @@ def test_global_search_finds_state_disconnected_from_the_critical_branch():
     assert res.critical_mode == 2 and res.landau.quartic > 0
     assert res.transition == "discontinuous" and res.minimizer.mode == 1
     assert res.K_c < 1 / 1.2
+    # its branch folds below K_c (the minimiser at K_c is stable) and is continued through the fold
+    branch = follow_state(kuramoto_daido(1.2), res.minimizer, K_limits=(0.0, 1.0))
+    assert branch.K.min() < res.K_c and np.any(~branch.stable) and np.any(branch.stable)
 
 
 @pytest.mark.slow

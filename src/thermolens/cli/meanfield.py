@@ -81,15 +81,25 @@ def _write_critical_run(out: Path, overwrite: bool, ker, res, config: dict, seed
 
     from thermolens import io
     from thermolens.meanfield import free_energy_landscape
+    from thermolens.meanfield.kernels import bifurcation_couplings
+    from thermolens.meanfield.stationary import follow_branch, follow_state
     from thermolens.report import meanfield as fig
 
     run_dir = io.prepare_run_dir(out, kind="meanfield-critical", overwrite=overwrite)
     with io.RunRecorder(run_dir, "meanfield-critical", io.command_line(), config, seed=seed) as rec:
         rec.summary.update(res.summary())
-        io.write_table(run_dir / "branch.parquet", res.branch.to_frame())
-        K_lo = min(float(res.branch.K.min()), res.K_c)
-        window = (K_lo - 0.5 * (res.K_sharp - K_lo) - 0.02 * res.K_sharp, 1.1 * res.K_sharp)
-        io.save_figure(fig.bifurcation_diagram([res.branch], K_sharp=res.K_sharp, K_c=res.K_c,
+        # the critical branch plus up to two more that bifurcate from uniform inside the drawn window
+        branches = [res.branch] + [
+            follow_branch(ker, k, K_max=1.5 * res.K_sharp, n_modes=res.n_modes)
+            for k, _ in bifurcation_couplings(ker, K_max=1.15 * res.K_sharp)
+            if k != res.critical_mode and k <= res.n_modes][:2]
+        if res.minimizer is not None and not any(res.minimizer.delta_F == s.delta_F for s in res.branch.states):
+            # K_c is set by a state found by the global search: draw its own branch too
+            branches.append(follow_state(ker, res.minimizer, K_limits=(0.0, 1.5 * res.K_sharp)))
+        io.write_table(run_dir / "branches.parquet", pd.concat([b.to_frame() for b in branches]))
+        K_lo = min(min(float(b.K.min()) for b in branches), res.K_c)
+        window = (K_lo - 0.5 * (res.K_sharp - K_lo) - 0.02 * res.K_sharp, 1.15 * res.K_sharp)
+        io.save_figure(fig.bifurcation_diagram(branches, K_sharp=res.K_sharp, K_c=res.K_c,
                                                K_window=window).figure, run_dir / "bifurcation.png")
         K_values = res.K_sharp * np.array([0.97, 0.99, 1.0, 1.01, 1.03])
         if res.K_c < res.K_sharp:

@@ -32,6 +32,7 @@ from thermolens.meanfield.stationary import (
     Landscape,
     StationaryState,
     follow_branch,
+    follow_state,
     free_energy_landscape,
     global_minimize,
     solve_stationary,
@@ -54,7 +55,7 @@ from thermolens.meanfield.transition import (
 __all__ = [
     "KERNEL_NAMES", "Kernel", "LinearStability", "doi_onsager", "from_callable", "from_coefficients",
     "hegselmann_krause", "kuramoto_daido", "linear_stability", "make_kernel", "noisy_transformer",
-    "Branch", "Landscape", "StationaryState", "follow_branch", "free_energy_landscape", "global_minimize",
+    "Branch", "Landscape", "StationaryState", "follow_branch", "follow_state", "free_energy_landscape", "global_minimize",
     "solve_stationary", "uniform_state",
     "CriticalCoupling", "LandauExpansion", "PhaseDiagram", "Threshold", "TruncationWarning", "branch_expansion",
     "critical_coupling", "landau_expansion", "phase_diagram", "threshold", "transition_boundary",

@@ -342,57 +342,81 @@ def branch_point(kernel: Kernel, mode: int, r: float, guess: tuple[np.ndarray, f
     return _state(basis, float(x[-1]), _embed(basis, A, x[:-1]), mode)
 
 
+def _continue(kernel: Kernel, basis: Basis, mode: int, r: float, step: float, x_guess: tuple[np.ndarray, float],
+              *, direction: int, r_limits: tuple[float, float], K_limits: tuple[float, float],
+              dr: float) -> tuple[list[StationaryState], str]:
+    """Pseudo-arclength-free continuation in ``r = rho_hat(mode)`` (K unknown) with a secant predictor.
+
+    The step adapts (halved on a Newton failure, grown by 1.5 after a success, at most ``dr``); stops outside
+    ``r_limits`` / ``K_limits`` or when the truncation error exceeds 1e-8.
+    """
+    A = active_modes(basis, mode)
+    prev: list[tuple[float, np.ndarray]] = []
+    states: list[StationaryState] = []
+    reason = "reached the r limit"
+    while r_limits[0] <= r <= r_limits[1]:
+        st = branch_point(kernel, mode, r, x_guess, basis=basis)
+        if st is None:
+            if step < 1e-7:
+                return states, f"Newton failed at r={r:.4g}"
+            r -= direction * step
+            step *= 0.5
+            r += direction * step
+            continue
+        states.append(st)
+        if st.truncation_error > 1e-8:
+            return states, f"truncation error {st.truncation_error:.2g} at r={r:.4g}; raise n_modes"
+        if not K_limits[0] <= st.K <= K_limits[1]:
+            return states, "reached the K limit"
+        x_now = np.append(st.phi[A - 1], st.K)
+        prev.append((r, x_now))
+        step = min(step * (1.5 if len(prev) >= 2 else 2.0), dr)
+        if len(prev) >= 2:
+            (r1, x1), (r2, x2) = prev[-2], prev[-1]
+            x_next = x2 + (x2 - x1) * (direction * step / (r2 - r1))
+        else:
+            x_next = x_now
+        r += direction * step
+        x_guess = (x_next[:-1], x_next[-1])
+    return states, reason
+
+
+_COMPLETE = ("reached the K limit", "reached the r limit")
+
+
 def follow_branch(kernel: Kernel, mode: int, *, K_max: float, n_modes: int | None = None, r_max: float = 0.98,
                   dr: float = 0.02, basis: Basis | None = None) -> Branch:
     """Continue the branch born at ``K = 1/(2 W_hat(mode))`` in ``r = rho_hat(mode)`` until ``K > K_max``.
 
-    The step in ``r`` adapts (halved on a Newton failure, grown after easy steps); the continuation also stops
-    when ``r`` reaches ``r_max`` or the truncation error exceeds 1e-8 (raise ``n_modes`` to go further).
+    The continuation also stops when ``r`` reaches ``r_max`` or the truncation error exceeds 1e-8 (raise
+    ``n_modes`` to go further); ``stop_reason`` says which.
     """
     basis = basis or make_basis(kernel, n_modes)
-    w_k = float(basis.w[mode])
-    if mode < 1 or mode > basis.n_modes or w_k <= 0:
+    if mode < 1 or mode > basis.n_modes or float(basis.w[mode]) <= 0:
         raise ValueError(f"mode {mode} does not bifurcate from uniform (needs 1 <= mode <= n_modes, W_hat > 0)")
     A = active_modes(basis, mode)
-    K0 = 1.0 / (2.0 * w_k)
-    # first point: linear theory, phi_k = 2 K W_hat(k) r = r
-    r, step = 1e-3, 1e-3
-    guess_phi = np.zeros(A.size)
-    guess_phi[A == mode] = r
-    prev: list[tuple[float, np.ndarray]] = []
-    states: list[StationaryState] = []
-    x_guess = (guess_phi, K0)
-    reason = "reached r_max"
-    while r <= r_max:
-        st = branch_point(kernel, mode, r, x_guess, basis=basis)
-        if st is None:
-            if step < 1e-7:
-                reason = f"Newton failed at r={r:.4g}"
-                break
-            r -= step
-            step *= 0.5
-            r += step
-            continue
-        states.append(st)
-        if st.truncation_error > 1e-8:
-            reason = f"truncation error {st.truncation_error:.2g} at r={r:.4g}; raise n_modes"
-            break
-        if st.K > K_max:
-            reason = "reached K_max"
-            break
-        x_now = np.append(st.phi[A - 1], st.K)
-        prev.append((r, x_now))
-        if len(prev) >= 2:  # secant predictor
-            (r1, x1), (r2, x2) = prev[-2], prev[-1]
-            step = min(step * 1.5, dr)
-            x_next = x2 + (x2 - x1) * (step / (r2 - r1))
-        else:
-            step = min(step * 2, dr)
-            x_next = x_now
-        r += step
-        x_guess = (x_next[:-1], x_next[-1])
-    complete = reason in ("reached K_max", "reached r_max")
-    return Branch(mode, K0, tuple(states), complete, reason)
+    K0 = 1.0 / (2.0 * float(basis.w[mode]))
+    r0 = 1e-3  # first point from linear theory: phi_k = 2 K W_hat(k) r = r
+    states, reason = _continue(kernel, basis, mode, r0, r0, (np.where(A == mode, r0, 0.0), K0), direction=1,
+                               r_limits=(0.0, r_max), K_limits=(0.0, K_max), dr=dr)
+    return Branch(mode, K0, tuple(states), reason in _COMPLETE, reason)
+
+
+def follow_state(kernel: Kernel, state: StationaryState, *, K_limits: tuple[float, float], r_max: float = 0.98,
+                 dr: float = 0.02, basis: Basis | None = None) -> Branch:
+    """The branch through ``state`` (e.g. a global minimiser not connected to uniform), continued in
+    ``r = rho_hat(state.mode)`` in both directions; ``K_bifurcation`` is nan."""
+    basis = basis or make_basis(kernel, state.n_modes)
+    A = active_modes(basis, state.mode)
+    x0 = (state.phi[A - 1], state.K)
+    r0 = state.order_parameter
+    down, why_down = _continue(kernel, basis, state.mode, r0, 1e-3, x0, direction=-1, r_limits=(1e-3, r_max),
+                               K_limits=K_limits, dr=dr)
+    up, why_up = _continue(kernel, basis, state.mode, r0, 1e-3, x0, direction=1, r_limits=(1e-3, r_max),
+                           K_limits=K_limits, dr=dr)
+    states = tuple(reversed(down[1:])) + tuple(up)
+    return Branch(state.mode, float("nan"), states, why_down in _COMPLETE and why_up in _COMPLETE,
+                  f"{why_down} / {why_up}")
 
 
 # --------------------------------------------------------------------------------------------------

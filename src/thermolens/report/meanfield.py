@@ -56,7 +56,9 @@ def bifurcation_diagram(branches, *, K_sharp: float, K_c: float | None = None, K
         cuts = np.flatnonzero(st[1:] != st[:-1]) + 1
         for a, z in zip(np.r_[0, cuts], np.r_[cuts, len(K)]):
             ax.plot(K[a : z + 1], r[a : z + 1], color=c, lw=1.5, ls="-" if st[a] else "--")
-        ax.plot([], [], color=c, label=f"mode {b.mode} branch")
+        label = (f"mode {b.mode} branch" if np.isfinite(b.K_bifurcation)
+                 else rf"global minimiser's branch ($\hat\rho({b.mode})$)")
+        ax.plot([], [], color=c, label=label)
     if K_c is not None and K_c < K_sharp:
         ax.axvline(K_c, color="tab:orange", ls=":", lw=1, label=f"$K_c$ = {K_c:.6f}")
     ax.axvline(K_sharp, color="gray", ls=":", lw=1, label=rf"$K_\#$ = {K_sharp:.6f}")
