@@ -57,8 +57,11 @@ def test_fourier_force_equals_direct_sum():
     kernel = noisy_transformer(2.0)
     theta = np.random.default_rng(0).uniform(size=800)
     M = force_modes(kernel)
-    np.testing.assert_allclose(fourier_force(theta, kernel.w_hat(np.arange(M + 1))),
-                               direct_force(theta, kernel.derivative), atol=1e-11)
+    np.testing.assert_allclose(
+        fourier_force(theta, kernel.w_hat(np.arange(M + 1))),
+        direct_force(theta, kernel.derivative),
+        atol=1e-11,
+    )
 
 
 def test_particles_agree_with_static_solver_in_distribution():
@@ -70,8 +73,10 @@ def test_particles_agree_with_static_solver_in_distribution():
     assert np.mean(late) == pytest.approx(static.rho_hat[1], abs=0.02)
     # the same seed gives the same numbers
     again = simulate_particles(kernel, K, n_particles=4000, n_steps=20, dt=2e-3, seed=3, n_records=5)
-    np.testing.assert_array_equal(again.final.theta, simulate_particles(
-        kernel, K, n_particles=4000, n_steps=20, dt=2e-3, seed=3, n_records=5).final.theta)
+    np.testing.assert_array_equal(
+        again.final.theta,
+        simulate_particles(kernel, K, n_particles=4000, n_steps=20, dt=2e-3, seed=3, n_records=5).final.theta,
+    )
 
 
 def test_particle_blow_up_is_refused():
@@ -96,8 +101,20 @@ def test_cli_critical_json():
 
 
 def test_cli_critical_run_directory(tmp_path):
-    res = runner.invoke(app, ["meanfield", "critical", "--kernel", "noisy-transformer", "--beta", "3.0",
-                              "--json", "--out", str(tmp_path / "c")])
+    res = runner.invoke(
+        app,
+        [
+            "meanfield",
+            "critical",
+            "--kernel",
+            "noisy-transformer",
+            "--beta",
+            "3.0",
+            "--json",
+            "--out",
+            str(tmp_path / "c"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["transition"] == "discontinuous"
     for name in ("manifest.json", "branches.parquet", "bifurcation.png", "landscape.png"):
@@ -113,25 +130,58 @@ def test_cli_threshold_json():
 
 
 def test_cli_phase_diagram_and_simulate(tmp_path):
-    res = runner.invoke(app, ["meanfield", "phase-diagram", "--kernel", "noisy-transformer", "--beta", "2:3:3",
-                              "--out", str(tmp_path / "pd"), "--quiet", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "meanfield",
+            "phase-diagram",
+            "--kernel",
+            "noisy-transformer",
+            "--beta",
+            "2:3:3",
+            "--out",
+            str(tmp_path / "pd"),
+            "--quiet",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["threshold"] == pytest.approx(2.4469183112890, abs=1e-8)
     assert (tmp_path / "pd" / "phase_diagram.png").is_file()
-    res = runner.invoke(app, ["meanfield", "simulate", "--beta", "1", "--K", "1.2", "--particles", "500",
-                              "--steps", "50", "--out", str(tmp_path / "sim"), "--quiet", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "meanfield",
+            "simulate",
+            "--beta",
+            "1",
+            "--K",
+            "1.2",
+            "--particles",
+            "500",
+            "--steps",
+            "50",
+            "--out",
+            str(tmp_path / "sim"),
+            "--quiet",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["pde_free_energy_monotone"] is True
 
 
-@pytest.mark.parametrize("args", [
-    ["critical", "--kernel", "noisy-transformer", "--beta", "0"],
-    ["critical", "--kernel", "hegselmann-krause", "--R", "-1"],
-    ["critical", "--kernel", "nonsense"],
-    ["threshold", "--kernel", "doi-onsager"],
-    ["simulate", "--K", "-0.5"],
-    ["phase-diagram", "--kernel", "noisy-transformer", "--beta", "-1:2:3"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["critical", "--kernel", "noisy-transformer", "--beta", "0"],
+        ["critical", "--kernel", "hegselmann-krause", "--R", "-1"],
+        ["critical", "--kernel", "nonsense"],
+        ["threshold", "--kernel", "doi-onsager"],
+        ["simulate", "--K", "-0.5"],
+        ["phase-diagram", "--kernel", "noisy-transformer", "--beta", "-1:2:3"],
+    ],
+)
 def test_cli_bad_input_exits_2(args):
     res = runner.invoke(app, ["meanfield", *args])
     assert res.exit_code == 2, res.output
@@ -142,7 +192,8 @@ def test_too_small_truncation_warns_with_estimated_error():
 
     with pytest.warns(TruncationWarning, match="truncation error"):
         critical_coupling(hegselmann_krause(1.0), n_modes=16)
-    res = runner.invoke(app, ["meanfield", "critical", "--kernel", "hegselmann-krause", "--R", "1", "--modes", "16",
-                              "--json"])
+    res = runner.invoke(
+        app, ["meanfield", "critical", "--kernel", "hegselmann-krause", "--R", "1", "--modes", "16", "--json"]
+    )
     assert res.exit_code == 0
     assert "truncation error" in res.output

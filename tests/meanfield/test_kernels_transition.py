@@ -36,14 +36,26 @@ def fft_coefficients(w, n=1 << 14, k_max=40):
 
 # ---- part 1: Fourier coefficients and K_# ------------------------------------------------------
 
-@pytest.mark.parametrize("kernel", [noisy_transformer(0.3), noisy_transformer(3.0), noisy_transformer(12.0),
-                                    kuramoto_daido(0.7), hegselmann_krause(4.0)])
+
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        noisy_transformer(0.3),
+        noisy_transformer(3.0),
+        noisy_transformer(12.0),
+        kuramoto_daido(0.7),
+        hegselmann_krause(4.0),
+    ],
+)
 def test_closed_form_coefficients_match_fft_quadrature(kernel):
     # Smooth (or, for R > pi, C^0 with the trapezoid error ~ n^-2 on a kink-free periodic extension) kernels:
     # the trapezoid rule on 2^14 points is exact to rounding for the analytic ones.
     ref = fft_coefficients(kernel)
-    ours = kernel.coefficients[: ref.size] if kernel.coefficients.size >= ref.size else np.pad(
-        kernel.coefficients, (0, ref.size - kernel.coefficients.size))
+    ours = (
+        kernel.coefficients[: ref.size]
+        if kernel.coefficients.size >= ref.size
+        else np.pad(kernel.coefficients, (0, ref.size - kernel.coefficients.size))
+    )
     tol = 1e-10 * max(1.0, np.max(np.abs(ref))) if kernel.name != "hegselmann-krause" else 1e-7
     np.testing.assert_allclose(ours, ref, rtol=0, atol=tol)
 
@@ -74,7 +86,7 @@ def test_doi_onsager_K_sharp_is_3pi_over_4():
 
 @pytest.mark.parametrize("m", [0.0, 0.3, 0.8, 1.0, 1.5, 2.0, 4.0])
 def test_kuramoto_daido_K_sharp_is_min_1_1_over_m(m):
-    # arXiv:2602.14954 abstract: K_# = min(1, 1/m); our convention coincides (W = cos 2 pi theta + m cos 4 pi theta).
+    # arXiv:2602.14954 abstract: K_# = min(1, 1/m); our convention is theirs (W = cos 2pi t + m cos 4pi t).
     assert linear_stability(kuramoto_daido(m)).K_sharp == pytest.approx(min(1.0, 1.0 / m) if m else 1.0)
 
 
@@ -88,11 +100,15 @@ def test_callable_kernel_is_checked_and_transformed():
     assert linear_stability(from_coefficients([0.0, -1.0, -0.5])).K_sharp == math.inf
 
 
-@pytest.mark.parametrize("bad, match", [(lambda: noisy_transformer(0.0), "beta"),
-                                        (lambda: noisy_transformer(-1.0), "beta"),
-                                        (lambda: hegselmann_krause(-0.5), "R"),
-                                        (lambda: solve_stationary(kuramoto_daido(0), -1.0, np.zeros(16), mode=1),
-                                         "K=")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda: noisy_transformer(0.0), "beta"),
+        (lambda: noisy_transformer(-1.0), "beta"),
+        (lambda: hegselmann_krause(-0.5), "R"),
+        (lambda: solve_stationary(kuramoto_daido(0), -1.0, np.zeros(16), mode=1), "K="),
+    ],
+)
 def test_bad_input_is_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         bad()
@@ -100,8 +116,16 @@ def test_bad_input_is_refused(bad, match):
 
 # ---- part 2: stationary states ------------------------------------------------------------------
 
-@pytest.mark.parametrize("kernel, K", [(noisy_transformer(1.0), 1.1), (noisy_transformer(4.0), 0.3),
-                                       (doi_onsager(), 3.0), (kuramoto_daido(0.8), 1.2)])
+
+@pytest.mark.parametrize(
+    "kernel, K",
+    [
+        (noisy_transformer(1.0), 1.1),
+        (noisy_transformer(4.0), 0.3),
+        (doi_onsager(), 3.0),
+        (kuramoto_daido(0.8), 1.2),
+    ],
+)
 def test_stationary_states_satisfy_self_consistency_to_1e10(kernel, K):
     lin = linear_stability(kernel)
     branch = follow_branch(kernel, lin.critical_mode, K_max=K)
@@ -113,8 +137,15 @@ def test_stationary_states_satisfy_self_consistency_to_1e10(kernel, K):
     g = []
     for t0 in np.linspace(0.0, 0.9, 7):
         kinks = sorted({t0 % 1.0, (t0 + 0.5) % 1.0})
-        conv = quad(lambda t: kernel(np.array([t0 - t]))[0] * state.density(np.array([t]))[0], 0.0, 1.0,
-                    points=kinks, epsabs=1e-14, epsrel=1e-13, limit=200)[0]
+        conv = quad(
+            lambda t: kernel(np.array([t0 - t]))[0] * state.density(np.array([t]))[0],
+            0.0,
+            1.0,
+            points=kinks,
+            epsabs=1e-14,
+            epsrel=1e-13,
+            limit=200,
+        )[0]
         g.append(np.log(state.density(np.array([t0]))[0]) - 2 * state.K * conv)
     assert np.ptp(g) < 1e-10
     assert state.residual < 1e-12
@@ -144,13 +175,23 @@ def test_K_c_of_hegselmann_krause_is_converged():
 
 # ---- part 3: classification and thresholds ------------------------------------------------------
 
+
 def test_doi_onsager_transition_is_continuous():
     res = critical_coupling(doi_onsager())
     assert res.transition == "continuous" and res.K_c == pytest.approx(3 * math.pi / 4, rel=1e-14)
 
 
-@pytest.mark.parametrize("m, expected", [(0.0, "continuous"), (0.3, "continuous"), (0.5 - 1e-3, "continuous"),
-                                         (0.8, "discontinuous"), (2.0, "continuous"), (3.0, "continuous")])
+@pytest.mark.parametrize(
+    "m, expected",
+    [
+        (0.0, "continuous"),
+        (0.3, "continuous"),
+        (0.5 - 1e-3, "continuous"),
+        (0.8, "discontinuous"),
+        (2.0, "continuous"),
+        (3.0, "continuous"),
+    ],
+)
 def test_kuramoto_daido_published_regimes(m, expected):
     # arXiv:2602.14954: K_c = 1 for m <= 1/2 and K_c = 1/m for m >= 2 (continuous); our Landau analysis
     # puts the change at m = 1/2 (W_hat(2)/W_hat(1) = m).
@@ -215,6 +256,7 @@ def test_discontinuous_noisy_transformer_has_K_c_below_K_sharp_at_zero_free_ener
 
 # ---- part 5: sphere -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("d", [2, 3, 5])
 def test_funk_hecke_eigenvalues_against_quadrature(d):
     from scipy.integrate import quad
@@ -225,18 +267,23 @@ def test_funk_hecke_eigenvalues_against_quadrature(d):
     norm = gamma(d / 2) / (math.sqrt(math.pi) * gamma((d - 1) / 2))  # |S^(d-2)| / |S^(d-1)|
     for degree in (1, 2):
         if d == 2:
-            p = lambda t, l=degree: np.cos(l * np.arccos(t))  # noqa: E731
+            p = lambda t, n=degree: np.cos(n * np.arccos(t))  # noqa: E731
         else:
-            p = lambda t, l=degree: eval_gegenbauer(l, alpha, t) / eval_gegenbauer(l, alpha, 1.0)  # noqa: E731
+            p = lambda t, n=degree: eval_gegenbauer(n, alpha, t) / eval_gegenbauer(n, alpha, 1.0)  # noqa: E731
         if d == 2:
             val = quad(lambda x: np.expm1(beta * np.cos(x)) / beta * np.cos(degree * x), 0, np.pi)[0] / np.pi
         else:
-            val = norm * quad(lambda t: np.expm1(beta * t) / beta * p(t) * (1 - t * t) ** ((d - 3) / 2), -1, 1)[0]
+            val = (
+                norm
+                * quad(lambda t: np.expm1(beta * t) / beta * p(t) * (1 - t * t) ** ((d - 3) / 2), -1, 1)[0]
+            )
         assert funk_hecke_eigenvalue(d, beta, degree) == pytest.approx(val, rel=1e-10)
 
 
 def test_sphere_reduces_to_circle_for_d_2():
-    assert sphere_threshold(2) == pytest.approx(threshold("noisy-transformer", offsets=()).threshold, rel=1e-12)
+    assert sphere_threshold(2) == pytest.approx(
+        threshold("noisy-transformer", offsets=()).threshold, rel=1e-12
+    )
     circle = landau_expansion(noisy_transformer(1.3))
     sphere = sphere_landau(2, 1.3)
     assert sphere.K_sharp == pytest.approx(circle.K_sharp, rel=1e-12)

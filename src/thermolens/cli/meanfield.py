@@ -8,8 +8,10 @@ import typer
 
 from thermolens.cli._common import console, handle_errors, parse_grid, print_json, track
 
-app = typer.Typer(help="Mean-field attention on the circle: K_#, K_c, order of the transition, dynamics.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Mean-field attention on the circle: K_#, K_c, order of the transition, dynamics.",
+    no_args_is_help=True,
+)
 
 KERNEL_HELP = "noisy-transformer | doi-onsager | hegselmann-krause | kuramoto-daido"
 _GRID_OPTION = {"noisy-transformer": "beta", "hegselmann-krause": "R", "kuramoto-daido": "m"}
@@ -22,7 +24,9 @@ def _kernel(kernel: str, beta: float | None, R: float | None, m: float | None, c
         try:
             values = [float(v) for v in coefficients.split(",") if v.strip()]
         except ValueError:
-            raise ValueError(f"cannot read --coefficients '{coefficients}'; give W_hat(0),W_hat(1),...") from None
+            raise ValueError(
+                f"cannot read --coefficients '{coefficients}'; give W_hat(0),W_hat(1),..."
+            ) from None
         return from_coefficients(values)
     return make_kernel(kernel, beta=beta, R=R, m=m)
 
@@ -52,8 +56,9 @@ def critical(
     modes: int = typer.Option(None, "--modes", help="Fourier truncation (default: from the kernel's decay)"),
     starts: int = typer.Option(8, "--starts", help="random starts of the global minimisation at K_#"),
     seed: int = typer.Option(0, "--seed", help="seed of the random starts"),
-    out: Path = typer.Option(None, "--out", help="optional run directory: branches, bifurcation and "
-                             "free-energy-landscape figures"),
+    out: Path = typer.Option(
+        None, "--out", help="optional run directory: branches, bifurcation and free-energy-landscape figures"
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="reuse a non-empty --out"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object to stdout"),
     quiet: bool = typer.Option(False, "--quiet", help="no human output"),
@@ -65,14 +70,29 @@ def critical(
     res = _critical(ker, n_modes=modes, n_starts=starts, seed=seed)
     summary = res.summary()
     if out is not None and res.branch is not None:
-        _write_critical_run(out, overwrite, ker, res, {"kernel": kernel, "beta": beta, "R": R, "m": m,
-                                                       "coefficients": coefficients, "modes": modes,
-                                                       "starts": starts}, seed)
+        _write_critical_run(
+            out,
+            overwrite,
+            ker,
+            res,
+            {
+                "kernel": kernel,
+                "beta": beta,
+                "R": R,
+                "m": m,
+                "coefficients": coefficients,
+                "modes": modes,
+                "starts": starts,
+            },
+            seed,
+        )
     if json_out:
         print_json(summary)
     elif not quiet:
-        console.print(f"{res.kernel}: K_# = {res.K_sharp:.12g}, K_c = {res.K_c:.12g} ({res.transition}, "
-                      f"critical mode {res.critical_mode}, jump {res.jump:.6g})")
+        console.print(
+            f"{res.kernel}: K_# = {res.K_sharp:.12g}, K_c = {res.K_c:.12g} ({res.transition}, "
+            f"critical mode {res.critical_mode}, jump {res.jump:.6g})"
+        )
 
 
 def _write_critical_run(out: Path, overwrite: bool, ker, res, config: dict, seed: int) -> None:
@@ -92,15 +112,20 @@ def _write_critical_run(out: Path, overwrite: bool, ker, res, config: dict, seed
         branches = [res.branch] + [
             follow_branch(ker, k, K_max=1.5 * res.K_sharp, n_modes=res.n_modes)
             for k, _ in bifurcation_couplings(ker, K_max=1.15 * res.K_sharp)
-            if k != res.critical_mode and k <= res.n_modes][:2]
-        if res.minimizer is not None and not any(res.minimizer.delta_F == s.delta_F for s in res.branch.states):
+            if k != res.critical_mode and k <= res.n_modes
+        ][:2]
+        if res.minimizer is not None and not any(
+            res.minimizer.delta_F == s.delta_F for s in res.branch.states
+        ):
             # K_c is set by a state found by the global search: draw its own branch too
             branches.append(follow_state(ker, res.minimizer, K_limits=(0.0, 1.5 * res.K_sharp)))
         io.write_table(run_dir / "branches.parquet", pd.concat([b.to_frame() for b in branches]))
         K_lo = min(min(float(b.K.min()) for b in branches), res.K_c)
         window = (K_lo - 0.5 * (res.K_sharp - K_lo) - 0.02 * res.K_sharp, 1.15 * res.K_sharp)
-        io.save_figure(fig.bifurcation_diagram(branches, K_sharp=res.K_sharp, K_c=res.K_c,
-                                               K_window=window).figure, run_dir / "bifurcation.png")
+        io.save_figure(
+            fig.bifurcation_diagram(branches, K_sharp=res.K_sharp, K_c=res.K_c, K_window=window).figure,
+            run_dir / "bifurcation.png",
+        )
         K_values = res.K_sharp * np.array([0.97, 0.99, 1.0, 1.01, 1.03])
         if res.K_c < res.K_sharp:
             K_values = np.sort(np.append(K_values, res.K_c))
@@ -129,15 +154,17 @@ def threshold_cmd(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object to stdout"),
     quiet: bool = typer.Option(False, "--quiet", help="no human output"),
 ) -> None:
-    """Parameter value where the transition changes from continuous to discontinuous (Landau root, checked)."""
+    """Parameter value where the transition turns from continuous to discontinuous (Landau root, checked)."""
     from thermolens.meanfield import threshold
 
     res = threshold(kernel, n_starts=starts, seed=seed)
     if json_out:
         print_json(res.summary())
     elif not quiet:
-        console.print(f"{kernel}: {res.parameter}_* = {res.threshold:.12g}; continuous {res.continuous_side}; "
-                      f"global check {'agrees' if res.consistent else 'DISAGREES'}")
+        console.print(
+            f"{kernel}: {res.parameter}_* = {res.threshold:.12g}; continuous {res.continuous_side}; "
+            f"global check {'agrees' if res.consistent else 'DISAGREES'}"
+        )
 
 
 @app.command("phase-diagram")
@@ -172,18 +199,29 @@ def phase_diagram_cmd(
     config = {"kernel": kernel, name: values, "modes": modes, "starts": starts}
     with io.RunRecorder(run_dir, "meanfield-phase-diagram", io.command_line(), config, seed=seed) as rec:
         start = time.perf_counter()
-        res = phase_diagram(kernel, values, n_modes=modes, n_starts=starts, seed=seed,
-                            progress=lambda it: track(it, total=len(values), description="phase diagram",
-                                                      quiet=quiet))
+        res = phase_diagram(
+            kernel,
+            values,
+            n_modes=modes,
+            n_starts=starts,
+            seed=seed,
+            progress=lambda it: track(it, total=len(values), description="phase diagram", quiet=quiet),
+        )
         rec.timings["solve"] = time.perf_counter() - start
         io.write_table(run_dir / "phase_diagram.parquet", res.to_frame())
         from thermolens.report import meanfield as fig
 
         ax = fig.phase_diagram(res)
         io.save_figure(ax.figure, run_dir / "phase_diagram.png")
-        rec.summary.update({"parameter": name, "threshold": res.landau_threshold,
-                            "n_discontinuous": sum(t == "discontinuous" for t in res.transition),
-                            "n_points": len(values), "seconds": rec.timings["solve"]})
+        rec.summary.update(
+            {
+                "parameter": name,
+                "threshold": res.landau_threshold,
+                "n_discontinuous": sum(t == "discontinuous" for t in res.transition),
+                "n_points": len(values),
+                "seconds": rec.timings["solve"],
+            }
+        )
     if json_out:
         print_json({**rec.summary, "out": str(run_dir)})
     elif not quiet:
@@ -223,16 +261,31 @@ def simulate(
     ker = _kernel(kernel, beta, R, m, None)
     mode = linear_stability(ker).critical_mode or 1
     run_dir = io.prepare_run_dir(out, kind="meanfield-simulate", overwrite=overwrite)
-    config = {"kernel": kernel, "beta": beta, "R": R, "m": m, "K": K, "particles": particles, "steps": steps,
-              "dt": dt, "pde_dt": pde_dt}
+    config = {
+        "kernel": kernel,
+        "beta": beta,
+        "R": R,
+        "m": m,
+        "K": K,
+        "particles": particles,
+        "steps": steps,
+        "dt": dt,
+        "pde_dt": pde_dt,
+    }
     with io.RunRecorder(run_dir, "meanfield-simulate", io.command_line(), config, seed=seed) as rec:
         t0 = time.perf_counter()
         states = global_minimize(ker, K, seed=seed)
         target = abs(states[0].rho_hat[mode]) if states else 0.0
         t1 = time.perf_counter()
-        prun = simulate_particles(ker, K, n_particles=particles, n_steps=steps, dt=dt, seed=seed,
-                                  progress=lambda it: track(it, total=steps + 1, description="particles",
-                                                            quiet=quiet))
+        prun = simulate_particles(
+            ker,
+            K,
+            n_particles=particles,
+            n_steps=steps,
+            dt=dt,
+            seed=seed,
+            progress=lambda it: track(it, total=steps + 1, description="particles", quiet=quiet),
+        )
         t2 = time.perf_counter()
         pde = simulate_pde(ker, K, t_final=steps * dt, dt=pde_dt, mode=mode)
         t3 = time.perf_counter()
@@ -241,21 +294,31 @@ def simulate(
         io.write_table(run_dir / "pde.parquet", pde.to_frame())
         from thermolens.report import meanfield as fig
 
-        io.save_figure(fig.convergence(pde, prun, target=target, mode=mode).figure, run_dir / "convergence.png")
+        io.save_figure(
+            fig.convergence(pde, prun, target=target, mode=mode).figure, run_dir / "convergence.png"
+        )
         ax = fig.density_snapshots(pde, stationary=states[0] if states else None, particles=prun.final.theta)
         io.save_figure(ax.figure, run_dir / "snapshots.png")
         late = prun.moments[len(prun.moments) // 2 :, mode - 1]
-        rec.summary.update({
-            "K_sharp": linear_stability(ker).K_sharp, "mode": mode, "static_order_parameter": target,
-            "pde_order_parameter": float(pde.order_parameter[-1]),
-            "particle_order_parameter": float(np.mean(late)), "particle_order_parameter_std": float(np.std(late)),
-            "pde_free_energy_monotone": bool(np.all(np.diff(pde.delta_F) <= 1e-12)),
-            "force_modes": prun.n_force_modes, "seconds_per_particle_step": (t2 - t1) / steps,
-        })
+        rec.summary.update(
+            {
+                "K_sharp": linear_stability(ker).K_sharp,
+                "mode": mode,
+                "static_order_parameter": target,
+                "pde_order_parameter": float(pde.order_parameter[-1]),
+                "particle_order_parameter": float(np.mean(late)),
+                "particle_order_parameter_std": float(np.std(late)),
+                "pde_free_energy_monotone": bool(np.all(np.diff(pde.delta_F) <= 1e-12)),
+                "force_modes": prun.n_force_modes,
+                "seconds_per_particle_step": (t2 - t1) / steps,
+            }
+        )
     if json_out:
         print_json({**rec.summary, "out": str(run_dir)})
     elif not quiet:
         s = rec.summary
-        console.print(f"|rho_hat({mode})|: static {s['static_order_parameter']:.5f}, PDE "
-                      f"{s['pde_order_parameter']:.5f}, particles {s['particle_order_parameter']:.5f} "
-                      f"+- {s['particle_order_parameter_std']:.5f}; wrote {run_dir}")
+        console.print(
+            f"|rho_hat({mode})|: static {s['static_order_parameter']:.5f}, PDE "
+            f"{s['pde_order_parameter']:.5f}, particles {s['particle_order_parameter']:.5f} "
+            f"+- {s['particle_order_parameter_std']:.5f}; wrote {run_dir}"
+        )

@@ -2,7 +2,7 @@
 
 The gradient flow of ``F_K(rho) = int rho log rho - K int int W rho rho`` in the Wasserstein metric is
 
-    d_t rho = d_theta ( rho d_theta (log rho - 2 K W * rho) ) = d_theta^2 rho - 2 K d_theta (rho d_theta W * rho),
+    d_t rho = d_theta (rho d_theta (log rho - 2 K W * rho)) = d_theta^2 rho - 2 K d_theta (rho d_theta W*rho),
 
 whose stationary states are exactly the solutions of ``rho = exp(2 K W * rho)/Z`` and along which ``F_K``
 never increases. It is the mean-field limit of the particles
@@ -13,7 +13,7 @@ The PDE is solved pseudo-spectrally: diffusion implicitly, the interaction expli
 Particles move by the stochastic Heun scheme (additive noise, weak order 2).
 The particle drift uses ``W'(x) = -sum_{k >= 1} 4 pi k W_hat(k) sin(2 pi k x)``, so
 ``(1/N) sum_j W'(theta_i - theta_j) = -sum_k 4 pi k W_hat(k) Im(e_k(theta_i) conj(c_k))`` with the empirical
-moments ``c_k = (1/N) sum_j e_k(theta_j)``, ``e_k(x) = exp(2 pi i k x)``: cost ``O(N M)`` instead of ``O(N^2)``.
+moments ``c_k = (1/N) sum_j e_k(theta_j)``, ``e_k(x) = exp(2 pi i k x)``: cost ``O(N M)``, not ``O(N^2)``.
 Linearised at the uniform state, mode ``k`` relaxes at rate ``(2 pi k)^2 (1 - 2 K W_hat(k))``; at a continuous
 ``K_#`` the amplitude obeys ``da/dt = -g a^3`` and decays like ``t^(-1/2)``.
 
@@ -65,8 +65,10 @@ def pde_step(state: PDEState, *, w_hat: np.ndarray, K: float, dt: float) -> PDES
     new_hat = (rho_hat - dt * 2.0 * K * 1j * q * flux_hat) / (1.0 + dt * q**2)
     rho = np.fft.irfft(new_hat, n)
     if not np.all(np.isfinite(rho)) or rho.min() < -1e-6:
-        raise ValueError(f"the PDE blew up at t={state.t + dt:.4g} (negative or non-finite density); "
-                         f"lower dt (now {dt:g}) or K, or raise n_grid")
+        raise ValueError(
+            f"the PDE blew up at t={state.t + dt:.4g} (negative or non-finite density); "
+            f"lower dt (now {dt:g}) or K, or raise n_grid"
+        )
     return PDEState(state.t + dt, rho)
 
 
@@ -100,13 +102,29 @@ class PDERun:
     def to_frame(self):
         import pandas as pd
 
-        return pd.DataFrame({"t": self.times, "delta_F": self.delta_F, "distance": self.distance,
-                             "order_parameter": self.order_parameter})
+        return pd.DataFrame(
+            {
+                "t": self.times,
+                "delta_F": self.delta_F,
+                "distance": self.distance,
+                "order_parameter": self.order_parameter,
+            }
+        )
 
 
-def simulate_pde(kernel: Kernel, K: float, *, t_final: float, dt: float = 1e-4, n_grid: int = 256,
-                 rho0: np.ndarray | None = None, amplitude: float = 0.05, mode: int = 1,
-                 n_records: int = 400, n_snapshots: int = 6) -> PDERun:
+def simulate_pde(
+    kernel: Kernel,
+    K: float,
+    *,
+    t_final: float,
+    dt: float = 1e-4,
+    n_grid: int = 256,
+    rho0: np.ndarray | None = None,
+    amplitude: float = 0.05,
+    mode: int = 1,
+    n_records: int = 400,
+    n_snapshots: int = 6,
+) -> PDERun:
     """Run the PDE from ``rho0`` (default ``1 + amplitude cos(2 pi mode theta)``) up to ``t_final``."""
     if K < 0:
         raise ValueError(f"K={K} must be >= 0")
@@ -119,22 +137,40 @@ def simulate_pde(kernel: Kernel, K: float, *, t_final: float, dt: float = 1e-4, 
     w_hat = kernel.w_hat(np.arange(n_grid // 2 + 1))
     n_steps = int(math.ceil(t_final / dt))
     record_at = set(np.unique(np.geomspace(1, n_steps, n_records).astype(int)).tolist()) | {0}
-    snap_at = {0} | set(np.unique(np.geomspace(max(1, n_steps // 1000), n_steps, n_snapshots - 1).astype(int)).tolist())
+    snap_at = {0} | set(
+        np.unique(np.geomspace(max(1, n_steps // 1000), n_steps, n_snapshots - 1).astype(int)).tolist()
+    )
     rec: list[tuple[float, float, float, float]] = []
     snaps, snap_t = [], []
     for i in range(n_steps + 1):
         if i in record_at:
             r = state.rho
-            rec.append((state.t, grid_free_energy(r, w_hat, K), float(np.sqrt(np.mean((r - 1.0) ** 2))),
-                        float(np.abs(np.fft.rfft(r)[mode]) / n_grid)))
+            rec.append(
+                (
+                    state.t,
+                    grid_free_energy(r, w_hat, K),
+                    float(np.sqrt(np.mean((r - 1.0) ** 2))),
+                    float(np.abs(np.fft.rfft(r)[mode]) / n_grid),
+                )
+            )
         if i in snap_at:
             snaps.append(state.rho.copy())
             snap_t.append(state.t)
         if i < n_steps:
             state = pde_step(state, w_hat=w_hat, K=K, dt=dt)
     arr = np.array(rec)
-    return PDERun(float(K), float(dt), int(mode), arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3],
-                  np.array(snap_t), np.array(snaps), state)
+    return PDERun(
+        float(K),
+        float(dt),
+        int(mode),
+        arr[:, 0],
+        arr[:, 1],
+        arr[:, 2],
+        arr[:, 3],
+        np.array(snap_t),
+        np.array(snaps),
+        state,
+    )
 
 
 def linear_decay_rate(kernel: Kernel, K: float, mode: int) -> float:
@@ -183,7 +219,7 @@ def fourier_moments(theta: np.ndarray, n_modes: int) -> np.ndarray:
 
 
 def fourier_force(theta: np.ndarray, w_hat: np.ndarray) -> np.ndarray:
-    """``(1/N) sum_j W'(theta_i - theta_j)`` through the Fourier series with ``W_hat(1 .. M)`` = ``w_hat[1:]``."""
+    """``(1/N) sum_j W'(theta_i - theta_j)`` by the Fourier series; ``w_hat[1:]`` holds ``W_hat(1 .. M)``."""
     M = w_hat.size - 1
     z = np.exp(2j * np.pi * theta)
     e = np.cumprod(np.broadcast_to(z, (M, theta.size)), axis=0)  # (M, N): e[k-1] = exp(2 pi i k theta)
@@ -219,8 +255,10 @@ def particle_step(state: ParticleState, *, w_hat: np.ndarray, K: float, dt: floa
     drift = 2.0 * K * fourier_force(state.theta, w_hat)
     top = float(np.max(np.abs(drift))) * dt
     if not math.isfinite(top) or top > MAX_DRIFT_PER_STEP:
-        raise ValueError(f"particle step moves a particle by {top:.3g} of the circle (limit "
-                         f"{MAX_DRIFT_PER_STEP}); lower dt (now {dt:g}) or K")
+        raise ValueError(
+            f"particle step moves a particle by {top:.3g} of the circle (limit "
+            f"{MAX_DRIFT_PER_STEP}); lower dt (now {dt:g}) or K"
+        )
     rng = np.random.default_rng([state.seed, state.step + 1])
     noise = math.sqrt(2.0 * dt) * rng.standard_normal(state.theta.size)
     predictor = state.theta + drift * dt + noise
@@ -250,9 +288,19 @@ class ParticleRun:
         return frame
 
 
-def simulate_particles(kernel: Kernel, K: float, *, n_particles: int, n_steps: int, dt: float, seed: int,
-                       n_force_modes: int | None = None, n_observed: int = 4, n_records: int = 200,
-                       progress=None) -> ParticleRun:
+def simulate_particles(
+    kernel: Kernel,
+    K: float,
+    *,
+    n_particles: int,
+    n_steps: int,
+    dt: float,
+    seed: int,
+    n_force_modes: int | None = None,
+    n_observed: int = 4,
+    n_records: int = 200,
+    progress=None,
+) -> ParticleRun:
     if K < 0:
         raise ValueError(f"K={K} must be >= 0")
     if not dt > 0 or n_steps < 1:
@@ -263,10 +311,12 @@ def simulate_particles(kernel: Kernel, K: float, *, n_particles: int, n_steps: i
     record_at = set(np.unique(np.linspace(0, n_steps, n_records).astype(int)).tolist())
     times, moments = [], []
     steps = range(n_steps + 1)
-    for i in (progress(steps) if progress else steps):
+    for i in progress(steps) if progress else steps:
         if i in record_at:
             times.append(state.t)
             moments.append(np.abs(fourier_moments(state.theta, n_observed)))
         if i < n_steps:
             state = particle_step(state, w_hat=w_hat, K=K, dt=dt)
-    return ParticleRun(float(K), float(dt), int(n_particles), int(M), np.array(times), np.array(moments), state)
+    return ParticleRun(
+        float(K), float(dt), int(n_particles), int(M), np.array(times), np.array(moments), state
+    )

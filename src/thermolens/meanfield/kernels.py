@@ -20,7 +20,7 @@ Closed-form coefficients (derived in docs/meanfield.md):
 
 - noisy transformer ``W_beta = (exp(beta cos 2 pi theta) - 1)/beta``: from ``exp(beta cos x) = I_0(beta) +
   2 sum_k I_k(beta) cos kx``, ``W_hat(k) = I_k(beta)/beta`` (k >= 1), ``W_hat(0) = (I_0(beta) - 1)/beta``;
-- Doi--Onsager ``W = -|sin 2 pi theta|``: ``W_hat(2j) = (2/pi)/(4 j^2 - 1)``, ``W_hat(0) = -2/pi``, odd modes 0;
+- Doi--Onsager ``W = -|sin 2 pi theta|``: ``W_hat(2j) = (2/pi)/(4 j^2 - 1)``, ``W_hat(0) = -2/pi``, odd: 0;
 - noisy Hegselmann--Krause ``W_R = (R - 2 pi |theta|)_+^2``: ``W_hat(k) = 2 (kR - sin kR)/(pi k^3)`` for
   ``R <= pi`` and ``2 (R - (R - pi)(-1)^k)/(pi k^2)`` for ``R > pi``;
 - Kuramoto--Daido ``W = cos 2 pi theta + m cos 4 pi theta``: ``W_hat(1) = 1/2``, ``W_hat(2) = m/2``.
@@ -117,7 +117,9 @@ def noisy_transformer(beta: float, *, n_coefficients: int = 512) -> Kernel:
     if not beta > 0 or not math.isfinite(beta):
         raise ValueError(f"beta={beta} must be a positive finite number")
     if beta > 300:
-        raise ValueError(f"beta={beta} is too large for double precision (exp(beta) overflows); use beta <= 300")
+        raise ValueError(
+            f"beta={beta} is too large for double precision (exp(beta) overflows); use beta <= 300"
+        )
     k = np.arange(n_coefficients)
     # I_k(beta) = ive(k, beta) * exp(beta): scaled Bessel functions stay finite for large beta.
     coeff = ive(k, beta) * math.exp(beta) / beta
@@ -134,7 +136,7 @@ def noisy_transformer(beta: float, *, n_coefficients: int = 512) -> Kernel:
 
 
 def doi_onsager(*, n_coefficients: int = 512) -> Kernel:
-    """``W(theta) = -|sin 2 pi theta|`` (2-D Doi--Onsager model; continuous at K = 3 pi / 4, arXiv:2604.16288)."""
+    """``W(theta) = -|sin 2 pi theta|`` (2-D Doi--Onsager; continuous at K = 3 pi / 4, arXiv:2604.16288)."""
     k = np.arange(n_coefficients)
     coeff = np.zeros(n_coefficients)
     even = k[(k % 2 == 0) & (k > 0)]
@@ -189,7 +191,7 @@ def hegselmann_krause(R: float, *, n_coefficients: int = 512) -> Kernel:
 
 
 def kuramoto_daido(m: float) -> Kernel:
-    """``W(theta) = cos 2 pi theta + m cos 4 pi theta`` (arXiv:2602.14954 writes cos x + m cos 2x, x = 2 pi theta)."""
+    """``W(theta) = cos 2 pi theta + m cos 4 pi theta`` (arXiv:2602.14954: cos x + m cos 2x, x = 2pi theta)."""
     m = float(m)
     if not math.isfinite(m):
         raise ValueError(f"m={m} must be finite")
@@ -205,15 +207,16 @@ def kuramoto_daido(m: float) -> Kernel:
 
 
 def from_coefficients(coefficients: Sequence[float], *, name: str = "fourier") -> Kernel:
-    """A kernel given by ``W_hat(0), W_hat(1), ...`` (``W = W_hat(0) + 2 sum_k W_hat(k) cos 2 pi k theta``)."""
+    """A kernel given by ``W_hat(0), W_hat(1), ...``: ``W = W_hat(0) + 2 sum_k W_hat(k) cos 2 pi k theta``."""
     c = np.asarray(coefficients, dtype=np.float64)
     if c.ndim != 1 or c.size < 2:
         raise ValueError("give at least two Fourier coefficients W_hat(0), W_hat(1), ...")
     return Kernel(name, None, None, c, _fourier_series(c), None, 0.0)
 
 
-def from_callable(w: Callable[[np.ndarray], np.ndarray], *, name: str = "callable",
-                  n_coefficients: int = 512) -> Kernel:
+def from_callable(
+    w: Callable[[np.ndarray], np.ndarray], *, name: str = "callable", n_coefficients: int = 512
+) -> Kernel:
     """Fourier-transform a user kernel ``w(theta)`` by the trapezoid rule on 2^14 points.
 
     ``w`` must accept an array of ``theta`` and be even and 1-periodic; both are checked on random points
@@ -229,21 +232,33 @@ def from_callable(w: Callable[[np.ndarray], np.ndarray], *, name: str = "callabl
         raise ValueError("kernel callable must map an array of angles to finite values of the same shape")
     scale = max(float(np.max(np.abs(a))), 1e-300)
     if np.max(np.abs(a - b)) > _SYMMETRY_TOL * scale:
-        raise ValueError(f"kernel {name} is not even: max |W(theta) - W(-theta)| = "
-                         f"{np.max(np.abs(a - b)):.3g}; give an even interaction W(theta) = W(-theta)")
+        raise ValueError(
+            f"kernel {name} is not even: max |W(theta) - W(-theta)| = "
+            f"{np.max(np.abs(a - b)):.3g}; give an even interaction W(theta) = W(-theta)"
+        )
     if np.max(np.abs(a - c)) > _SYMMETRY_TOL * scale:
-        raise ValueError(f"kernel {name} is not 1-periodic: max |W(theta + 1) - W(theta)| = "
-                         f"{np.max(np.abs(a - c)):.3g}; the circle is theta in [0, 1)")
+        raise ValueError(
+            f"kernel {name} is not 1-periodic: max |W(theta + 1) - W(theta)| = "
+            f"{np.max(np.abs(a - c)):.3g}; the circle is theta in [0, 1)"
+        )
     if n_coefficients > _N_QUADRATURE // 2:
-        raise ValueError(f"n_coefficients={n_coefficients} exceeds {_N_QUADRATURE // 2} for a callable kernel")
+        raise ValueError(
+            f"n_coefficients={n_coefficients} exceeds {_N_QUADRATURE // 2} for a callable kernel"
+        )
     theta = np.arange(_N_QUADRATURE) / _N_QUADRATURE
     spectrum = np.fft.rfft(np.asarray(w(theta), dtype=np.float64)).real / _N_QUADRATURE
     tail = float(np.sum(np.abs(spectrum[n_coefficients:])))
     return Kernel(name, None, None, spectrum[:n_coefficients], w, None, tail)
 
 
-def make_kernel(name: str, *, beta: float | None = None, R: float | None = None, m: float | None = None,
-                n_coefficients: int = 512) -> Kernel:
+def make_kernel(
+    name: str,
+    *,
+    beta: float | None = None,
+    R: float | None = None,
+    m: float | None = None,
+    n_coefficients: int = 512,
+) -> Kernel:
     """Build a named kernel; the parameter it needs must be given (``beta``, ``R`` or ``m``)."""
     needed = {"noisy-transformer": ("beta", beta), "hegselmann-krause": ("R", R), "kuramoto-daido": ("m", m)}
     if name not in KERNEL_NAMES:
@@ -285,6 +300,9 @@ def linear_stability(kernel: Kernel) -> LinearStability:
 
 def bifurcation_couplings(kernel: Kernel, *, K_max: float) -> list[tuple[int, float]]:
     """``(k, 1/(2 W_hat(k)))`` for every mode whose branch bifurcates from uniform below ``K_max``, by K."""
-    out = [(k, 1.0 / (2.0 * w)) for k, w in enumerate(kernel.coefficients) if k >= 1 and w > 0
-           and 1.0 / (2.0 * w) <= K_max]
+    out = [
+        (k, 1.0 / (2.0 * w))
+        for k, w in enumerate(kernel.coefficients)
+        if k >= 1 and w > 0 and 1.0 / (2.0 * w) <= K_max
+    ]
     return sorted(out, key=lambda kw: kw[1])

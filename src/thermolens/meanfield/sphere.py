@@ -8,7 +8,7 @@ follow-up of Mun & Rosenzweig on spheres, arXiv:2606.05140). By the Funk--Hecke 
     lambda_l = Gamma(d/2) (2/beta)^(d/2 - 1) I_(l + d/2 - 1)(beta) / beta          (l >= 1),
 
 which for d = 2 is ``I_l(beta)/beta`` (the circle). Hence ``K_# = 1/(2 lambda_1)``. Writing ``u = x . e`` and
-``rho = 1 + a u + b (u^2 - 1/d) + ...``, with ``E u^2 = 1/d``, ``E u^4 = 3/(d(d+2))`` under sigma, expanding the
+``rho = 1 + a u + b (u^2 - 1/d) + ...``, with ``E u^2 = 1/d``, ``E u^4 = 3/(d(d+2))`` under sigma, expanding
 entropy to fourth order and eliminating the slaved degree-2 part gives
 
     F - F(1) = (1 - 2 K lambda_1) a^2 / (2 d) + c_4 a^4,   c_4 = [1 - (d - 1)/(d alpha_2)] / (4 d (d + 2)),
@@ -42,7 +42,9 @@ def funk_hecke_eigenvalue(d: int, beta: float, degree: int) -> float:
     if degree < 1:
         raise ValueError("degree must be >= 1 (degree 0 carries the constant -1/beta as well)")
     nu = degree + d / 2 - 1
-    log_val = gammaln(d / 2) + (d / 2 - 1) * math.log(2 / beta) + math.log(ive(nu, beta)) + beta - math.log(beta)
+    log_val = (
+        gammaln(d / 2) + (d / 2 - 1) * math.log(2 / beta) + math.log(ive(nu, beta)) + beta - math.log(beta)
+    )
     return math.exp(log_val)
 
 

@@ -47,7 +47,7 @@ _MAX_NEWTON = 60
 
 @dataclass(frozen=True)
 class Basis:
-    """Fourier truncation: ``n_modes`` potential modes on a grid of ``n_grid`` points (``n_grid >= 8 n_modes``)."""
+    """Fourier truncation: ``n_modes`` potential modes on ``n_grid >= 8 n_modes`` grid points."""
 
     n_modes: int
     n_grid: int
@@ -75,7 +75,7 @@ def make_basis(kernel: Kernel, n_modes: int | None = None) -> Basis:
 
 
 def active_modes(basis: Basis, period: int) -> np.ndarray:
-    """Modes ``j <= n_modes`` that are multiples of ``period`` with ``W_hat(j) != 0`` (others have phi_j = 0)."""
+    """Modes ``j <= n_modes``, multiples of ``period``, with ``W_hat(j) != 0`` (the others have phi_j = 0)."""
     j = np.arange(period, basis.n_modes + 1, period)
     return j[basis.w[j] != 0.0]
 
@@ -114,10 +114,11 @@ def _coupling_matrix(rho_hat: np.ndarray, j: np.ndarray, sine: bool = False) -> 
 class StationaryState:
     """A solution of ``rho = exp(2 K W * rho)/Z`` (even, peak at theta = 0 when ``rho_hat(mode) > 0``).
 
-    ``phi[j-1]`` are the cosine coefficients of the potential (``log rho = 2 sum phi_j cos 2 pi j theta - log Z``),
-    ``rho_hat[j]`` the Fourier coefficients of ``rho`` (``rho_hat[0] = 1``), ``delta_F = F - F(uniform)``.
-    ``residual`` is the sup over ``j <= n_modes`` of ``|phi_j - 2 K W_hat(j) rho_hat(j)|``; ``truncation_error``
-    bounds the sup norm of the potential the truncation leaves out plus the part of ``rho`` the grid misses.
+    ``phi[j-1]`` are the cosine coefficients of the potential
+    (``log rho = 2 sum phi_j cos 2 pi j theta - log Z``), ``rho_hat[j]`` the Fourier coefficients of ``rho``
+    (``rho_hat[0] = 1``), ``delta_F = F - F(uniform)``. ``residual`` is the sup over ``j <= n_modes`` of
+    ``|phi_j - 2 K W_hat(j) rho_hat(j)|``; ``truncation_error`` bounds the sup norm of the potential the
+    truncation leaves out plus the part of ``rho`` the grid misses.
     """
 
     K: float
@@ -153,16 +154,30 @@ def _state(basis: Basis, K: float, phi: np.ndarray, mode: int) -> StationaryStat
     rho, log_Z = density_from_phi(basis, phi)
     rho_hat = fourier(basis, rho)
     M = basis.n_modes
-    j = np.arange(1, M + 1)
     w = basis.w
-    delta_F = float(2.0 * phi @ rho_hat[1 : M + 1] - log_Z - 2.0 * K * (w[1 : M + 1] @ rho_hat[1 : M + 1] ** 2))
+    delta_F = float(
+        2.0 * phi @ rho_hat[1 : M + 1] - log_Z - 2.0 * K * (w[1 : M + 1] @ rho_hat[1 : M + 1] ** 2)
+    )
     residual = float(np.max(np.abs(phi - 2.0 * K * w[1 : M + 1] * rho_hat[1 : M + 1])))
     tail = np.arange(M + 1, basis.n_grid // 2 + 1)
-    truncation = float(2.0 * np.sum(np.abs(2.0 * K * w[tail] * rho_hat[tail]))
-                       + 2.0 * np.sum(np.abs(rho_hat[basis.n_grid // 4 :])))
+    truncation = float(
+        2.0 * np.sum(np.abs(2.0 * K * w[tail] * rho_hat[tail]))
+        + 2.0 * np.sum(np.abs(rho_hat[basis.n_grid // 4 :]))
+    )
     morse = _morse_index(basis, K, rho_hat, nonuniform=bool(np.any(phi != 0.0)))
-    return StationaryState(float(K), int(mode), phi.copy(), rho_hat[: 2 * M + 1].copy(), float(log_Z),
-                           delta_F - K * float(w[0]), delta_F, residual, truncation, morse, morse == 0)
+    return StationaryState(
+        float(K),
+        int(mode),
+        phi.copy(),
+        rho_hat[: 2 * M + 1].copy(),
+        float(log_Z),
+        delta_F - K * float(w[0]),
+        delta_F,
+        residual,
+        truncation,
+        morse,
+        morse == 0,
+    )
 
 
 def _morse_index(basis: Basis, K: float, rho_hat: np.ndarray, *, nonuniform: bool, tol: float = 1e-7) -> int:
@@ -233,8 +248,15 @@ def _fixed_K_system(basis: Basis, K: float, A: np.ndarray):
     return fun
 
 
-def solve_stationary(kernel: Kernel, K: float, phi0: np.ndarray, *, mode: int, n_modes: int | None = None,
-                     basis: Basis | None = None) -> StationaryState | None:
+def solve_stationary(
+    kernel: Kernel,
+    K: float,
+    phi0: np.ndarray,
+    *,
+    mode: int,
+    n_modes: int | None = None,
+    basis: Basis | None = None,
+) -> StationaryState | None:
     """Newton at fixed ``K`` from the potential ``phi0`` (cosine coefficients); ``None`` if it fails.
 
     ``mode`` is the period of the state (only multiples of it are solved for).
@@ -327,13 +349,21 @@ class Branch:
     def to_frame(self):
         import pandas as pd
 
-        return pd.DataFrame({"mode": self.mode, "K": self.K, "order_parameter": self.r,
-                             "delta_F": self.delta_F, "stable": self.stable,
-                             "morse_index": [s.morse_index for s in self.states]})
+        return pd.DataFrame(
+            {
+                "mode": self.mode,
+                "K": self.K,
+                "order_parameter": self.r,
+                "delta_F": self.delta_F,
+                "stable": self.stable,
+                "morse_index": [s.morse_index for s in self.states],
+            }
+        )
 
 
-def branch_point(kernel: Kernel, mode: int, r: float, guess: tuple[np.ndarray, float], *,
-                 basis: Basis) -> StationaryState | None:
+def branch_point(
+    kernel: Kernel, mode: int, r: float, guess: tuple[np.ndarray, float], *, basis: Basis
+) -> StationaryState | None:
     """The state on the ``mode`` branch with ``rho_hat(mode) = r`` (Newton from ``(phi_A, K)`` guess)."""
     A = active_modes(basis, mode)
     x, ok = _newton(_branch_system(basis, A, mode, r), np.append(guess[0], guess[1]))
@@ -342,9 +372,19 @@ def branch_point(kernel: Kernel, mode: int, r: float, guess: tuple[np.ndarray, f
     return _state(basis, float(x[-1]), _embed(basis, A, x[:-1]), mode)
 
 
-def _continue(kernel: Kernel, basis: Basis, mode: int, r: float, step: float, x_guess: tuple[np.ndarray, float],
-              *, direction: int, r_limits: tuple[float, float], K_limits: tuple[float, float],
-              dr: float) -> tuple[list[StationaryState], str]:
+def _continue(
+    kernel: Kernel,
+    basis: Basis,
+    mode: int,
+    r: float,
+    step: float,
+    x_guess: tuple[np.ndarray, float],
+    *,
+    direction: int,
+    r_limits: tuple[float, float],
+    K_limits: tuple[float, float],
+    dr: float,
+) -> tuple[list[StationaryState], str]:
     """Pseudo-arclength-free continuation in ``r = rho_hat(mode)`` (K unknown) with a secant predictor.
 
     The step adapts (halved on a Newton failure, grown by 1.5 after a success, at most ``dr``); stops outside
@@ -384,8 +424,16 @@ def _continue(kernel: Kernel, basis: Basis, mode: int, r: float, step: float, x_
 _COMPLETE = ("reached the K limit", "reached the r limit")
 
 
-def follow_branch(kernel: Kernel, mode: int, *, K_max: float, n_modes: int | None = None, r_max: float = 0.98,
-                  dr: float = 0.02, basis: Basis | None = None) -> Branch:
+def follow_branch(
+    kernel: Kernel,
+    mode: int,
+    *,
+    K_max: float,
+    n_modes: int | None = None,
+    r_max: float = 0.98,
+    dr: float = 0.02,
+    basis: Basis | None = None,
+) -> Branch:
     """Continue the branch born at ``K = 1/(2 W_hat(mode))`` in ``r = rho_hat(mode)`` until ``K > K_max``.
 
     The continuation also stops when ``r`` reaches ``r_max`` or the truncation error exceeds 1e-8 (raise
@@ -393,30 +441,65 @@ def follow_branch(kernel: Kernel, mode: int, *, K_max: float, n_modes: int | Non
     """
     basis = basis or make_basis(kernel, n_modes)
     if mode < 1 or mode > basis.n_modes or float(basis.w[mode]) <= 0:
-        raise ValueError(f"mode {mode} does not bifurcate from uniform (needs 1 <= mode <= n_modes, W_hat > 0)")
+        raise ValueError(
+            f"mode {mode} does not bifurcate from uniform (needs 1 <= mode <= n_modes, W_hat > 0)"
+        )
     A = active_modes(basis, mode)
     K0 = 1.0 / (2.0 * float(basis.w[mode]))
     r0 = 1e-3  # first point from linear theory: phi_k = 2 K W_hat(k) r = r
-    states, reason = _continue(kernel, basis, mode, r0, r0, (np.where(A == mode, r0, 0.0), K0), direction=1,
-                               r_limits=(0.0, r_max), K_limits=(0.0, K_max), dr=dr)
+    states, reason = _continue(
+        kernel,
+        basis,
+        mode,
+        r0,
+        r0,
+        (np.where(A == mode, r0, 0.0), K0),
+        direction=1,
+        r_limits=(0.0, r_max),
+        K_limits=(0.0, K_max),
+        dr=dr,
+    )
     return Branch(mode, K0, tuple(states), reason in _COMPLETE, reason)
 
 
-def follow_state(kernel: Kernel, state: StationaryState, *, K_limits: tuple[float, float], r_max: float = 0.98,
-                 dr: float = 0.02, basis: Basis | None = None) -> Branch:
+def follow_state(
+    kernel: Kernel,
+    state: StationaryState,
+    *,
+    K_limits: tuple[float, float],
+    r_max: float = 0.98,
+    dr: float = 0.02,
+    basis: Basis | None = None,
+) -> Branch:
     """The branch through ``state`` (e.g. a global minimiser not connected to uniform), continued in
     ``r = rho_hat(state.mode)`` in both directions; ``K_bifurcation`` is nan."""
     basis = basis or make_basis(kernel, state.n_modes)
     A = active_modes(basis, state.mode)
     x0 = (state.phi[A - 1], state.K)
     r0 = state.order_parameter
-    down, why_down = _continue(kernel, basis, state.mode, r0, 1e-3, x0, direction=-1, r_limits=(1e-3, r_max),
-                               K_limits=K_limits, dr=dr)
-    up, why_up = _continue(kernel, basis, state.mode, r0, 1e-3, x0, direction=1, r_limits=(1e-3, r_max),
-                           K_limits=K_limits, dr=dr)
+    down, why_down = _continue(
+        kernel,
+        basis,
+        state.mode,
+        r0,
+        1e-3,
+        x0,
+        direction=-1,
+        r_limits=(1e-3, r_max),
+        K_limits=K_limits,
+        dr=dr,
+    )
+    up, why_up = _continue(
+        kernel, basis, state.mode, r0, 1e-3, x0, direction=1, r_limits=(1e-3, r_max), K_limits=K_limits, dr=dr
+    )
     states = tuple(reversed(down[1:])) + tuple(up)
-    return Branch(state.mode, float("nan"), states, why_down in _COMPLETE and why_up in _COMPLETE,
-                  f"{why_down} / {why_up}")
+    return Branch(
+        state.mode,
+        float("nan"),
+        states,
+        why_down in _COMPLETE and why_up in _COMPLETE,
+        f"{why_down} / {why_up}",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -439,8 +522,9 @@ class Landscape:
         return pd.DataFrame({"K": KK.ravel(), "order_parameter": RR.ravel(), "delta_F": self.delta_F.ravel()})
 
 
-def free_energy_landscape(kernel: Kernel, K_values, *, mode: int, r_max: float = 0.6, n_r: int = 61,
-                          n_modes: int | None = None) -> Landscape:
+def free_energy_landscape(
+    kernel: Kernel, K_values, *, mode: int, r_max: float = 0.6, n_r: int = 61, n_modes: int | None = None
+) -> Landscape:
     basis = make_basis(kernel, n_modes)
     A = active_modes(basis, mode)
     if mode not in A:
@@ -468,7 +552,9 @@ def _state_delta_F(basis: Basis, K: float, phi: np.ndarray) -> float:
     rho, log_Z = density_from_phi(basis, phi)
     rho_hat = fourier(basis, rho)
     M = basis.n_modes
-    return float(2.0 * phi @ rho_hat[1 : M + 1] - log_Z - 2.0 * K * (basis.w[1 : M + 1] @ rho_hat[1 : M + 1] ** 2))
+    return float(
+        2.0 * phi @ rho_hat[1 : M + 1] - log_Z - 2.0 * K * (basis.w[1 : M + 1] @ rho_hat[1 : M + 1] ** 2)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -517,8 +603,15 @@ def _centre(rho_hat_c: np.ndarray, tol: float = 1e-6) -> tuple[int, np.ndarray, 
     return period, centred.real, float(np.max(np.abs(centred.imag)))
 
 
-def global_minimize(kernel: Kernel, K: float, *, n_starts: int = 8, seed: int = 0, n_modes: int | None = None,
-                    basis: Basis | None = None) -> list[StationaryState]:
+def global_minimize(
+    kernel: Kernel,
+    K: float,
+    *,
+    n_starts: int = 8,
+    seed: int = 0,
+    n_modes: int | None = None,
+    basis: Basis | None = None,
+) -> list[StationaryState]:
     """Local minimisers of ``F_K`` (damped fixed-point iteration in the full space, all starts at once, then
     Newton in the even subspace) from ``n_starts`` random potentials plus single-mode starts in the three
     most unstable modes.
@@ -540,7 +633,9 @@ def global_minimize(kernel: Kernel, K: float, *, n_starts: int = 8, seed: int = 
         starts[2 * i, k - 1], starts[2 * i + 1, k - 1] = 0.5, 2.0
     j = np.arange(1, M + 1)
     amp = np.exp(rng.uniform(math.log(0.2), math.log(4.0), size=(n_starts, 1)))
-    starts[2 * len(positive) :] = amp * (rng.normal(size=(n_starts, M)) + 1j * rng.normal(size=(n_starts, M))) / j**2
+    starts[2 * len(positive) :] = (
+        amp * (rng.normal(size=(n_starts, M)) + 1j * rng.normal(size=(n_starts, M))) / j**2
+    )
     relaxed, delta_F = _relax(search, K, starts, _SEARCH_ITERATIONS)
     found: list[StationaryState] = []
     for x, dF in zip(relaxed, delta_F):

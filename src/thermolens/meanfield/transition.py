@@ -12,7 +12,7 @@ eliminating the slaved second harmonic ``b = a^2 / (4 alpha_2k)``, ``alpha_2k = 
 
 At ``K = K_#`` (where ``2 K W_hat(k) = 1``) ``alpha_2k = 1 - W_hat(2k)/W_hat(k)``, so the bifurcation is
 supercritical (``c_4 > 0``) exactly when ``W_hat(2k) / W_hat(k) < 1/2``. Along the bifurcating branch
-``K(a) = K_# (1 + 8 c_4 a^2 + O(a^4))``. A negative ``c_4`` proves ``K_c < K_#``; a positive ``c_4`` only says the
+``K(a) = K_# (1 + 8 c_4 a^2 + O(a^4))``. A negative ``c_4`` proves ``K_c < K_#``; a positive ``c_4`` only says
 uniform state is a local minimiser at ``K_#``, so the global question is settled numerically: the branch
 from uniform is followed through its folds and ``F`` is minimised from many starting points at ``K_#``
 (``Delta F_min(K)`` is non-increasing in ``K`` wherever it is negative, so nothing that fails to beat the
@@ -38,6 +38,7 @@ from thermolens.meanfield.stationary import (
     Basis,
     Branch,
     StationaryState,
+    active_modes,
     branch_point,
     follow_branch,
     global_minimize,
@@ -61,7 +62,7 @@ class TruncationWarning(UserWarning):
 
 @dataclass(frozen=True)
 class LandauExpansion:
-    """Fourth-order expansion of ``F`` at ``K_#`` along the critical mode (units: ``rho = 1 + a cos + ...``)."""
+    """Fourth-order expansion of ``F`` at ``K_#`` along the critical mode (``rho = 1 + a cos + ...``)."""
 
     mode: int
     K_sharp: float
@@ -79,18 +80,23 @@ class LandauExpansion:
 def landau_expansion(kernel: Kernel) -> LandauExpansion:
     lin = linear_stability(kernel)
     if lin.critical_mode == 0:
-        raise ValueError(f"{kernel.label}: no Fourier coefficient is positive, the uniform state never "
-                         "loses stability and there is no transition")
+        raise ValueError(
+            f"{kernel.label}: no Fourier coefficient is positive, the uniform state never "
+            "loses stability and there is no transition"
+        )
     k = lin.critical_mode
     ratio = float(kernel.w_hat(2 * k)) / lin.w_hat_critical
     alpha = 1.0 - ratio
     # alpha_2k = 0: the second harmonic is critical too and the cubic term -a^2 b / 8 survives (first order).
     quartic = (2.0 - 1.0 / alpha) / 64.0 if alpha > 0 else -math.inf
-    return LandauExpansion(k, lin.K_sharp, ratio, alpha, quartic, 8.0 * quartic * lin.K_sharp,
-                           len(lin.degenerate_modes) > 1)
+    return LandauExpansion(
+        k, lin.K_sharp, ratio, alpha, quartic, 8.0 * quartic * lin.K_sharp, len(lin.degenerate_modes) > 1
+    )
 
 
-def branch_expansion(kernel: Kernel, *, n_modes: int | None = None, a_max: float = 0.02) -> tuple[float, float]:
+def branch_expansion(
+    kernel: Kernel, *, n_modes: int | None = None, a_max: float = 0.02
+) -> tuple[float, float]:
     """Fit ``K(a)/K_# - 1 = kappa_2 a^2 + kappa_4 a^4`` on the computed branch (``a = 2 rho_hat(k)``).
 
     ``kappa_2`` checks the Landau prediction ``8 c_4``; the sign of ``kappa_4`` decides the order of the
@@ -100,8 +106,6 @@ def branch_expansion(kernel: Kernel, *, n_modes: int | None = None, a_max: float
     basis = make_basis(kernel, n_modes)
     a = np.linspace(a_max / 8, a_max, 8)
     K = []
-    from thermolens.meanfield.stationary import active_modes
-
     A = active_modes(basis, lin.critical_mode)
     guess = (np.where(A == lin.critical_mode, a[0] / 2, 0.0), lin.K_sharp)
     for ai in a:
@@ -145,13 +149,19 @@ class CriticalCoupling:
 
     def summary(self) -> dict:
         return {
-            "kernel": self.kernel, "parameter": self.parameter, "value": self.value,
-            "K_sharp": self.K_sharp, "K_c": self.K_c, "transition": self.transition,
-            "critical_mode": self.critical_mode, "jump": self.jump,
+            "kernel": self.kernel,
+            "parameter": self.parameter,
+            "value": self.value,
+            "K_sharp": self.K_sharp,
+            "K_c": self.K_c,
+            "transition": self.transition,
+            "critical_mode": self.critical_mode,
+            "jump": self.jump,
             "relative_gap": (self.K_sharp - self.K_c) / self.K_sharp if math.isfinite(self.K_sharp) else None,
             "landau_quartic": self.landau.quartic if self.landau else None,
             "harmonic_ratio": self.landau.harmonic_ratio if self.landau else None,
-            "n_modes": self.n_modes, "truncation_error": self.truncation_error,
+            "n_modes": self.n_modes,
+            "truncation_error": self.truncation_error,
             "min_delta_F_at_K_sharp": min((s.delta_F for s in self.global_states), default=0.0),
         }
 
@@ -159,8 +169,6 @@ class CriticalCoupling:
 def _root_on_branch(kernel: Kernel, branch: Branch, basis: Basis, K_sharp: float) -> list[StationaryState]:
     """States where ``Delta F`` crosses zero from above along the branch at ``K <= K_#``."""
     from scipy.optimize import brentq
-
-    from thermolens.meanfield.stationary import active_modes
 
     A = active_modes(basis, branch.mode)
     out = []
@@ -180,15 +188,18 @@ def _root_on_branch(kernel: Kernel, branch: Branch, basis: Basis, K_sharp: float
             return st.delta_F
 
         r_root = brentq(f, left.order_parameter, right.order_parameter, xtol=1e-14, rtol=1e-15)
-        st = cache.get(r_root) or branch_point(kernel, branch.mode, r_root, (right.phi[A - 1], right.K),
-                                                basis=basis)
+        st = cache.get(r_root) or branch_point(
+            kernel, branch.mode, r_root, (right.phi[A - 1], right.K), basis=basis
+        )
         if st is not None and st.K <= K_sharp * (1 + 1e-12):
             out.append(st)
     return out
 
 
-def _descend(kernel: Kernel, start: StationaryState, basis: Basis, *, max_steps: int = 400) -> StationaryState | None:
-    """Follow ``start`` to smaller ``K`` at fixed coupling steps until ``Delta F`` reaches 0 (root by Brent)."""
+def _descend(
+    kernel: Kernel, start: StationaryState, basis: Basis, *, max_steps: int = 400
+) -> StationaryState | None:
+    """Follow ``start`` to smaller ``K`` in growing steps until ``Delta F`` reaches 0 (root by Brent)."""
     from scipy.optimize import brentq
 
     prev, step = start, 1e-3 * start.K
@@ -219,8 +230,9 @@ def _descend(kernel: Kernel, start: StationaryState, basis: Basis, *, max_steps:
     return None
 
 
-def critical_coupling(kernel: Kernel, *, n_modes: int | None = None, n_starts: int = 8, seed: int = 0,
-                      K_max_factor: float = 1.5) -> CriticalCoupling:
+def critical_coupling(
+    kernel: Kernel, *, n_modes: int | None = None, n_starts: int = 8, seed: int = 0, K_max_factor: float = 1.5
+) -> CriticalCoupling:
     """``K_#``, ``K_c`` (to ~1e-12 relative for smooth kernels) and the order of the transition.
 
     ``n_starts`` random potentials (plus single-mode starts) are minimised at ``K_#`` to find states
@@ -230,8 +242,22 @@ def critical_coupling(kernel: Kernel, *, n_modes: int | None = None, n_starts: i
         raise ValueError(f"n_starts={n_starts} must be >= 0")
     lin = linear_stability(kernel)
     if lin.critical_mode == 0:
-        return CriticalCoupling(kernel.name, kernel.parameter, kernel.value, math.inf, math.inf, "none", 0, 0.0,
-                                None, None, None, (), 0, 0.0)
+        return CriticalCoupling(
+            kernel.name,
+            kernel.parameter,
+            kernel.value,
+            math.inf,
+            math.inf,
+            "none",
+            0,
+            0.0,
+            None,
+            None,
+            None,
+            (),
+            0,
+            0.0,
+        )
     landau = landau_expansion(kernel)
     basis = make_basis(kernel, n_modes)
     n_modes = basis.n_modes
@@ -248,28 +274,63 @@ def critical_coupling(kernel: Kernel, *, n_modes: int | None = None, n_starts: i
                 candidates.append(root)
     below = [c for c in candidates if c.K < lin.K_sharp * (1 - CONTINUOUS_RTOL)]
     if found and found[0].delta_F < -1e-12 and not below:
-        raise ValueError(f"{kernel.label}: a state beats the uniform one at K_# but its branch could not be "
-                         "followed down to Delta F = 0; raise n_modes")
+        raise ValueError(
+            f"{kernel.label}: a state beats the uniform one at K_# but its branch could not be "
+            "followed down to Delta F = 0; raise n_modes"
+        )
     errors = [s.truncation_error for s in (*branch.states, *found)]
     if max(errors, default=0.0) > TRUNCATION_WARN:
-        warnings.warn(f"{kernel.label}: estimated Fourier truncation error {max(errors):.2g} with n_modes="
-                      f"{n_modes} (K_c itself is usually far more accurate); raise n_modes to be sure",
-                      TruncationWarning, stacklevel=2)
+        warnings.warn(
+            f"{kernel.label}: estimated Fourier truncation error {max(errors):.2g} with n_modes="
+            f"{n_modes} (K_c itself is usually far more accurate); raise n_modes to be sure",
+            TruncationWarning,
+            stacklevel=2,
+        )
     if below:
         best = min(below, key=lambda s: s.K)
-        return CriticalCoupling(kernel.name, kernel.parameter, kernel.value, lin.K_sharp, best.K, "discontinuous",
-                                lin.critical_mode, abs(best.order_parameter), landau, branch, best, found,
-                                n_modes, max(errors, default=0.0))
-    return CriticalCoupling(kernel.name, kernel.parameter, kernel.value, lin.K_sharp, lin.K_sharp, "continuous",
-                            lin.critical_mode, 0.0, landau, branch, None, found, n_modes, max(errors, default=0.0))
+        return CriticalCoupling(
+            kernel.name,
+            kernel.parameter,
+            kernel.value,
+            lin.K_sharp,
+            best.K,
+            "discontinuous",
+            lin.critical_mode,
+            abs(best.order_parameter),
+            landau,
+            branch,
+            best,
+            found,
+            n_modes,
+            max(errors, default=0.0),
+        )
+    return CriticalCoupling(
+        kernel.name,
+        kernel.parameter,
+        kernel.value,
+        lin.K_sharp,
+        lin.K_sharp,
+        "continuous",
+        lin.critical_mode,
+        0.0,
+        landau,
+        branch,
+        None,
+        found,
+        n_modes,
+        max(errors, default=0.0),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # threshold in the kernel's parameter
 
 
-_PARAMETERS = {"noisy-transformer": ("beta", (0.5, 10.0)), "hegselmann-krause": ("R", (0.05, 3.1)),
-               "kuramoto-daido": ("m", (0.0, 0.99))}
+_PARAMETERS = {
+    "noisy-transformer": ("beta", (0.5, 10.0)),
+    "hegselmann-krause": ("R", (0.05, 3.1)),
+    "kuramoto-daido": ("m", (0.0, 0.99)),
+}
 
 
 @dataclass(frozen=True)
@@ -290,14 +351,26 @@ class Threshold:
     consistent: bool  # the global solver agrees with the Landau prediction on both sides
 
     def summary(self) -> dict:
-        return {"kernel": self.kernel, "parameter": self.parameter, "threshold": self.threshold,
-                "continuous_side": self.continuous_side, "kappa_4": self.kappa_4,
-                "checks": [{"value": v, "transition": t, "relative_gap": g} for v, t, g in self.checks],
-                "consistent_with_global_minimisation": self.consistent}
+        return {
+            "kernel": self.kernel,
+            "parameter": self.parameter,
+            "threshold": self.threshold,
+            "continuous_side": self.continuous_side,
+            "kappa_4": self.kappa_4,
+            "checks": [{"value": v, "transition": t, "relative_gap": g} for v, t, g in self.checks],
+            "consistent_with_global_minimisation": self.consistent,
+        }
 
 
-def threshold(name: str, *, bracket: tuple[float, float] | None = None, offsets: Sequence[float] = (0.01,),
-              n_modes: int | None = None, n_starts: int = 8, seed: int = 0) -> Threshold:
+def threshold(
+    name: str,
+    *,
+    bracket: tuple[float, float] | None = None,
+    offsets: Sequence[float] = (0.01,),
+    n_modes: int | None = None,
+    n_starts: int = 8,
+    seed: int = 0,
+) -> Threshold:
     """Root of ``c_4(p) = 0`` for the named kernel's parameter ``p`` by Brent's method (xtol 1e-14).
 
     Each relative offset in ``offsets`` is checked with the global solver on both sides of the root.
@@ -305,8 +378,9 @@ def threshold(name: str, *, bracket: tuple[float, float] | None = None, offsets:
     from scipy.optimize import brentq
 
     if name not in _PARAMETERS:
-        raise ValueError(f"kernel {name!r} has no parameter to vary; thresholds exist for "
-                         f"{', '.join(_PARAMETERS)}")
+        raise ValueError(
+            f"kernel {name!r} has no parameter to vary; thresholds exist for {', '.join(_PARAMETERS)}"
+        )
     parameter, default = _PARAMETERS[name]
     lo, hi = bracket or default
 
@@ -315,23 +389,33 @@ def threshold(name: str, *, bracket: tuple[float, float] | None = None, offsets:
 
     q_lo, q_hi = quartic(lo), quartic(hi)
     if q_lo * q_hi > 0:
-        raise ValueError(f"c_4 has the same sign at {parameter}={lo} and {hi}; give a bracket that contains "
-                         "the threshold")
+        raise ValueError(
+            f"c_4 has the same sign at {parameter}={lo} and {hi}; give a bracket that contains the threshold"
+        )
     root = brentq(quartic, lo, hi, xtol=1e-14, rtol=1e-15, maxiter=200)
     side = "below" if q_lo > 0 else "above"
     _, kappa_4 = branch_expansion(make_kernel(name, **{parameter: root}), n_modes=n_modes)
     checks, consistent = [], True
     for off in offsets:
         for p, expect in ((root * (1 - off), side == "below"), (root * (1 + off), side == "above")):
-            res = critical_coupling(make_kernel(name, **{parameter: p}), n_modes=n_modes, n_starts=n_starts,
-                                    seed=seed)
+            res = critical_coupling(
+                make_kernel(name, **{parameter: p}), n_modes=n_modes, n_starts=n_starts, seed=seed
+            )
             checks.append((p, res.transition, (res.K_sharp - res.K_c) / res.K_sharp))
             consistent &= (res.transition == "continuous") == expect
     return Threshold(name, parameter, root, side, kappa_4, tuple(checks), consistent)
 
 
-def transition_boundary(name: str, lo: float, hi: float, *, tol: float = 1e-6, n_modes: int | None = None,
-                        n_starts: int = 8, seed: int = 0) -> tuple[float, float]:
+def transition_boundary(
+    name: str,
+    lo: float,
+    hi: float,
+    *,
+    tol: float = 1e-6,
+    n_modes: int | None = None,
+    n_starts: int = 8,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Bracket ``(a, b)``, ``b - a <= tol``, where the globally computed order of the transition changes.
 
     Bisection on ``critical_coupling(...).transition``; unlike ``threshold`` it needs no Landau expansion,
@@ -342,13 +426,16 @@ def transition_boundary(name: str, lo: float, hi: float, *, tol: float = 1e-6, n
     parameter = _PARAMETERS[name][0]
 
     def kind(p: float) -> str:
-        return critical_coupling(make_kernel(name, **{parameter: p}), n_modes=n_modes, n_starts=n_starts,
-                                 seed=seed).transition
+        return critical_coupling(
+            make_kernel(name, **{parameter: p}), n_modes=n_modes, n_starts=n_starts, seed=seed
+        ).transition
 
     k_lo, k_hi = kind(lo), kind(hi)
     if k_lo == k_hi:
-        raise ValueError(f"the transition is {k_lo} at both {parameter}={lo} and {hi}; give a bracket "
-                         "across which it changes")
+        raise ValueError(
+            f"the transition is {k_lo} at both {parameter}={lo} and {hi}; give a bracket "
+            "across which it changes"
+        )
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
         if kind(mid) == k_lo:
@@ -379,23 +466,40 @@ class PhaseDiagram:
     def to_frame(self):
         import pandas as pd
 
-        return pd.DataFrame({self.parameter: self.values, "K_sharp": self.K_sharp, "K_c": self.K_c,
-                             "transition": list(self.transition), "jump": self.jump,
-                             "landau_quartic": self.quartic})
+        return pd.DataFrame(
+            {
+                self.parameter: self.values,
+                "K_sharp": self.K_sharp,
+                "K_c": self.K_c,
+                "transition": list(self.transition),
+                "jump": self.jump,
+                "landau_quartic": self.quartic,
+            }
+        )
 
 
-def phase_diagram(name: str, values: Iterable[float], *, n_modes: int | None = None, n_starts: int = 8, seed: int = 0,
-                  progress: Callable[[Iterable], Iterable] | None = None) -> PhaseDiagram:
+def phase_diagram(
+    name: str,
+    values: Iterable[float],
+    *,
+    n_modes: int | None = None,
+    n_starts: int = 8,
+    seed: int = 0,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> PhaseDiagram:
     if name not in _PARAMETERS:
-        raise ValueError(f"kernel {name!r} has no parameter; phase diagrams exist for {', '.join(_PARAMETERS)}")
+        raise ValueError(
+            f"kernel {name!r} has no parameter; phase diagrams exist for {', '.join(_PARAMETERS)}"
+        )
     parameter = _PARAMETERS[name][0]
     values = np.asarray(list(values), dtype=np.float64)
     if values.size == 0:
         raise ValueError("the parameter grid is empty")
     rows = []
     for p in (progress or (lambda it: it))(values):
-        res = critical_coupling(make_kernel(name, **{parameter: float(p)}), n_modes=n_modes, n_starts=n_starts,
-                                seed=seed)
+        res = critical_coupling(
+            make_kernel(name, **{parameter: float(p)}), n_modes=n_modes, n_starts=n_starts, seed=seed
+        )
         rows.append(res)
     quartic = np.array([r.landau.quartic for r in rows])
     change = np.flatnonzero(np.sign(quartic[:-1]) != np.sign(quartic[1:]))
@@ -404,8 +508,21 @@ def phase_diagram(name: str, values: Iterable[float], *, n_modes: int | None = N
         from scipy.optimize import brentq
 
         i = int(change[0])
-        thr = brentq(lambda p: landau_expansion(make_kernel(name, **{parameter: p})).quartic,
-                     values[i], values[i + 1], xtol=1e-14, rtol=1e-15)
-    return PhaseDiagram(name, parameter, values, np.array([r.K_sharp for r in rows]),
-                        np.array([r.K_c for r in rows]), tuple(r.transition for r in rows),
-                        np.array([r.jump for r in rows]), quartic, thr)
+        thr = brentq(
+            lambda p: landau_expansion(make_kernel(name, **{parameter: p})).quartic,
+            values[i],
+            values[i + 1],
+            xtol=1e-14,
+            rtol=1e-15,
+        )
+    return PhaseDiagram(
+        name,
+        parameter,
+        values,
+        np.array([r.K_sharp for r in rows]),
+        np.array([r.K_c for r in rows]),
+        tuple(r.transition for r in rows),
+        np.array([r.jump for r in rows]),
+        quartic,
+        thr,
+    )

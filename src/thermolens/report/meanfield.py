@@ -29,8 +29,15 @@ def phase_diagram(result, ax=None):
     ax.plot(x, result.K_c, color="tab:orange", lw=1.5, ls="--", label=r"$K_c$ (global minimiser)")
     if result.landau_threshold is not None:
         ax.axvline(result.landau_threshold, color="gray", ls=":", lw=1)
-        ax.annotate(f"{result.parameter}$_*$ = {result.landau_threshold:.6f}", (result.landau_threshold, 0.02),
-                    xycoords=("data", "axes fraction"), rotation=90, ha="right", va="bottom", fontsize=8)
+        ax.annotate(
+            f"{result.parameter}$_*$ = {result.landau_threshold:.6f}",
+            (result.landau_threshold, 0.02),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+        )
     ax.plot([], [], color="tab:blue", alpha=0.3, lw=8, label="continuous")
     ax.plot([], [], color="tab:red", alpha=0.3, lw=8, label="discontinuous")
     ax.set_xlim(lo, hi)
@@ -56,8 +63,11 @@ def bifurcation_diagram(branches, *, K_sharp: float, K_c: float | None = None, K
         cuts = np.flatnonzero(st[1:] != st[:-1]) + 1
         for a, z in zip(np.r_[0, cuts], np.r_[cuts, len(K)]):
             ax.plot(K[a : z + 1], r[a : z + 1], color=c, lw=1.5, ls="-" if st[a] else "--")
-        label = (f"mode {b.mode} branch" if np.isfinite(b.K_bifurcation)
-                 else rf"global minimiser's branch ($\hat\rho({b.mode})$)")
+        label = (
+            f"mode {b.mode} branch"
+            if np.isfinite(b.K_bifurcation)
+            else rf"global minimiser's branch ($\hat\rho({b.mode})$)"
+        )
         ax.plot([], [], color=c, label=label)
     if K_c is not None and K_c < K_sharp:
         ax.axvline(K_c, color="tab:orange", ls=":", lw=1, label=f"$K_c$ = {K_c:.6f}")
@@ -77,7 +87,12 @@ def free_energy_landscape(landscape, ax=None):
     ax = _axes(ax)
     cmap = plt.get_cmap("viridis")
     for i, K in enumerate(landscape.K):
-        ax.plot(landscape.r, landscape.delta_F[i], color=cmap(i / max(1, len(landscape.K) - 1)), label=f"K = {K:.4f}")
+        ax.plot(
+            landscape.r,
+            landscape.delta_F[i],
+            color=cmap(i / max(1, len(landscape.K) - 1)),
+            label=f"K = {K:.4f}",
+        )
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xlabel(rf"order parameter $\hat\rho({landscape.mode})$")
     ax.set_ylabel(r"$F_K - F_K(\mathrm{uniform})$")
@@ -93,10 +108,21 @@ def density_snapshots(pde_run, *, stationary=None, particles=None, ax=None):
     theta = np.arange(n) / n
     cmap = plt.get_cmap("Blues")
     for i, (t, rho) in enumerate(zip(pde_run.snapshot_times, pde_run.snapshots)):
-        ax.plot(theta, _centre(rho), color=cmap(0.3 + 0.7 * i / max(1, len(pde_run.snapshots) - 1)),
-                label=f"PDE t = {t:.3g}")
+        ax.plot(
+            theta,
+            _centre(rho),
+            color=cmap(0.3 + 0.7 * i / max(1, len(pde_run.snapshots) - 1)),
+            label=f"PDE t = {t:.3g}",
+        )
     if stationary is not None:
-        ax.plot(theta, _centre(stationary.density(theta)), color="tab:orange", ls="--", lw=2, label="static solver")
+        ax.plot(
+            theta,
+            _centre(stationary.density(theta)),
+            color="tab:orange",
+            ls="--",
+            lw=2,
+            label="static solver",
+        )
     if particles is not None:
         hist, edges = np.histogram(particles, bins=64, range=(0, 1), density=True)
         ax.step(edges[:-1], _centre(hist), where="post", color="tab:green", lw=1, label="particles (final)")
@@ -121,8 +147,13 @@ def convergence(pde_run=None, particle_run=None, *, target: float | None = None,
     if pde_run is not None:
         ax.plot(pde_run.times, pde_run.order_parameter, color="tab:blue", label="PDE")
     if particle_run is not None:
-        ax.plot(particle_run.times, particle_run.moments[:, mode - 1], color="tab:green", lw=1,
-                label=f"particles (N = {particle_run.n_particles})")
+        ax.plot(
+            particle_run.times,
+            particle_run.moments[:, mode - 1],
+            color="tab:green",
+            lw=1,
+            label=f"particles (N = {particle_run.n_particles})",
+        )
     if target is not None:
         ax.axhline(target, color="tab:orange", ls="--", label="static solver")
     ax.set_xlabel("time t")
