@@ -191,7 +191,7 @@ def hegselmann_krause(R: float, *, n_coefficients: int = 512) -> Kernel:
 
 
 def kuramoto_daido(m: float) -> Kernel:
-    """``W(theta) = cos 2 pi theta + m cos 4 pi theta`` (arXiv:2602.14954: cos x + m cos 2x, x = 2pi theta)."""
+    """``W(theta) = cos 2 pi theta + m cos 4 pi theta`` (arXiv:2602.14954: cos x + m cos 2x, x=2pi theta)."""
     m = float(m)
     if not math.isfinite(m):
         raise ValueError(f"m={m} must be finite")
