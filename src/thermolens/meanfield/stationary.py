@@ -649,6 +649,12 @@ def global_minimize(
         st = solve_stationary(kernel, K, phi0, mode=period, basis=basis)
         if st is None or np.max(np.abs(st.phi)) < 1e-6:
             continue
+        # the relaxed potential may still carry traces of modes the converged state lacks: re-read the period
+        exact_period, _, _ = _centre(st.rho_hat[: basis.n_modes + 1].astype(np.complex128), tol=1e-9)
+        if exact_period != period:
+            st = solve_stationary(kernel, K, st.phi, mode=exact_period, basis=basis)
+            if st is None:
+                continue
         if all(abs(st.delta_F - f.delta_F) > 1e-9 * max(1.0, abs(f.delta_F)) for f in found):
             found.append(st)
     return sorted(found, key=lambda s: s.delta_F)
