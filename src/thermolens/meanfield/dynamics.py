@@ -220,12 +220,17 @@ def fourier_moments(theta: np.ndarray, n_modes: int) -> np.ndarray:
 
 def fourier_force(theta: np.ndarray, w_hat: np.ndarray) -> np.ndarray:
     """``(1/N) sum_j W'(theta_i - theta_j)`` by the Fourier series; ``w_hat[1:]`` holds ``W_hat(1 .. M)``."""
-    M = w_hat.size - 1
+    M, n = w_hat.size - 1, theta.size
     z = np.exp(2j * np.pi * theta)
-    e = np.cumprod(np.broadcast_to(z, (M, theta.size)), axis=0)  # (M, N): e[k-1] = exp(2 pi i k theta)
-    c = e.mean(axis=1)
-    weights = 4 * np.pi * np.arange(1, M + 1) * w_hat[1:] * np.conj(c)
-    return -(weights @ e).imag
+    e = np.empty((M, n), dtype=np.complex128)  # e[k-1] = exp(2 pi i k theta), by repeated products
+    e[0] = z
+    for k in range(1, M):
+        np.multiply(e[k - 1], z, out=e[k])
+    c = e.sum(axis=1) / n
+    weights = 4 * np.pi * np.arange(1, M + 1) * w_hat[1:] * np.conj(c)  # (M,)
+    parts = e.view(np.float64).reshape(M, n, 2)  # real and imaginary parts without a copy
+    # Im(sum_k weights_k e_k) with real matrix-vector products
+    return -(weights.real @ parts[:, :, 1] + weights.imag @ parts[:, :, 0])
 
 
 def direct_force(theta: np.ndarray, derivative, *, chunk: int = 2048) -> np.ndarray:
