@@ -21,6 +21,7 @@ from thermolens.meanfield import (
     linear_stability,
     noisy_transformer,
     solve_stationary,
+    sphere_critical,
     sphere_landau,
     sphere_threshold,
     threshold,
@@ -295,3 +296,19 @@ def test_sphere_reduces_to_circle_for_d_2():
 def test_truncation_basis_validation():
     with pytest.raises(ValueError, match="n_modes"):
         make_basis(noisy_transformer(1.0), 1)
+
+
+def test_sphere_zonal_solver_reproduces_circle_K_c():
+    # d = 2 through Chebyshev--Gauss quadrature and T_l polynomials: an independent code path.
+    assert sphere_critical(2, 3.0).K_c == pytest.approx(
+        critical_coupling(noisy_transformer(3.0)).K_c, rel=1e-10
+    )
+    assert sphere_critical(2, 1.0).transition == "continuous"
+
+
+@pytest.mark.parametrize("d", [3, 5])
+def test_sphere_global_check_flips_at_landau_threshold(d):
+    b = sphere_threshold(d)
+    assert sphere_critical(d, 0.99 * b).transition == "continuous"
+    above = sphere_critical(d, 1.01 * b)
+    assert above.transition == "discontinuous" and above.K_c < above.K_sharp

@@ -26,7 +26,13 @@ from thermolens.meanfield.kernels import (
     make_kernel,
     noisy_transformer,
 )
-from thermolens.meanfield.sphere import funk_hecke_eigenvalue, sphere_landau, sphere_threshold
+from thermolens.meanfield.sphere import (
+    SphereCritical,
+    funk_hecke_eigenvalue,
+    sphere_critical,
+    sphere_landau,
+    sphere_threshold,
+)
 from thermolens.meanfield.stationary import (
     Branch,
     Landscape,

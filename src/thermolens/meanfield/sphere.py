@@ -16,7 +16,8 @@ entropy to fourth order and eliminating the slaved degree-2 part gives
 with ``alpha_2 = 1 - 2 K_# lambda_2 = 1 - lambda_2/lambda_1``. The bifurcation is supercritical exactly when
 ``lambda_2 / lambda_1 = I_(d/2+1)(beta) / I_(d/2)(beta) < 1/d``; for d = 2 this is the circle's
 ``I_2 < I_1 / 2``. The threshold ``beta_*(d)`` is the root of ``d I_(d/2+1)(beta) = I_(d/2)(beta)``.
-Only this local (linear and quartic) analysis is done on the sphere.
+``sphere_critical`` adds a global check within zonal densities (the degree-1 branch followed through its
+fold, ``K_c`` where its free energy crosses the uniform one); for d = 2 it reproduces the circle solver.
 """
 
 from __future__ import annotations
@@ -36,16 +37,10 @@ def _check(d: int, beta: float | None = None) -> None:
 
 def funk_hecke_eigenvalue(d: int, beta: float, degree: int) -> float:
     """``lambda_l`` of ``W(t) = (exp(beta t) - 1)/beta`` on degree-``l`` harmonics of S^(d-1) (l >= 1)."""
-    from scipy.special import gammaln, ive
-
     _check(d, beta)
     if degree < 1:
         raise ValueError("degree must be >= 1 (degree 0 carries the constant -1/beta as well)")
-    nu = degree + d / 2 - 1
-    log_val = (
-        gammaln(d / 2) + (d / 2 - 1) * math.log(2 / beta) + math.log(ive(nu, beta)) + beta - math.log(beta)
-    )
-    return math.exp(log_val)
+    return float(_zonal_eigenvalues(d, beta, degree)[degree])
 
 
 @dataclass(frozen=True)
@@ -87,3 +82,121 @@ def sphere_threshold(d: int) -> float:
     while f(hi) < 0:
         hi *= 2.0
     return float(brentq(f, 1e-6, hi, xtol=1e-14, rtol=1e-15))
+
+
+# --------------------------------------------------------------------------------------------------
+# global check among zonal densities
+
+
+@dataclass(frozen=True)
+class SphereCritical:
+    """``K_#`` and ``K_c`` on S^(d-1) from the degree-1 branch of zonal states (see ``sphere_critical``)."""
+
+    d: int
+    beta: float
+    K_sharp: float
+    K_c: float
+    transition: str
+    jump: float  # <x . e> of the minimiser at K_c (0 when continuous)
+
+
+def _zonal_eigenvalues(d: int, beta: float, n_degrees: int) -> np.ndarray:
+    """``lambda_l`` for l = 0 .. n_degrees (l = 0 without the constant -1/beta; it never matters here)."""
+    from scipy.special import gamma, ive
+
+    nu = np.arange(n_degrees + 1) + d / 2 - 1
+    return gamma(d / 2) * (2 / beta) ** (d / 2 - 1) * ive(nu, beta) * math.exp(beta) / beta
+
+
+def _zonal_polynomials(d: int, n_degrees: int, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss--Jacobi nodes' weights (summing to 1) and ``P_l(u)`` (``P_l(1) = 1``) at the nodes."""
+    from scipy.special import eval_chebyt, eval_gegenbauer, roots_jacobi
+
+    a = (d - 3) / 2
+    u, w = roots_jacobi(n_nodes, a, a)  # weight (1 - u^2)^((d-3)/2): the law of x . e under sigma
+    degrees = np.arange(n_degrees + 1)[:, None]
+    if d == 2:
+        P = eval_chebyt(degrees, u[None, :])
+    else:
+        P = eval_gegenbauer(degrees, (d - 2) / 2, u[None, :]) / eval_gegenbauer(degrees, (d - 2) / 2, 1.0)
+    return w / w.sum(), P
+
+
+def sphere_critical(
+    d: int, beta: float, *, n_degrees: int = 40, n_nodes: int = 200, r_max: float = 0.95
+) -> SphereCritical:
+    """``K_c`` on S^(d-1) along the branch of zonal states born from degree-1 harmonics.
+
+    ``W`` increases with ``x . y``, so by the rearrangement inequality on the sphere (Baernstein--Taylor) a
+    global minimiser can be taken zonal and increasing in ``u = x . e``: writing ``log rho = sum_l phi_l P_l(u)
+    - log Z`` the self-consistency equation is ``phi_l = 2 K lambda_l a_l`` with ``a_l = E[rho P_l]/E[P_l^2]``,
+    solved by Newton along the branch parametrised by ``r = E_sigma[rho u]`` (K unknown), with Gauss--Jacobi
+    quadrature. ``K_c`` is the smallest K on that branch with ``F = F(uniform)``. Only this branch is
+    searched (no random starts), so the result is a global statement only within that family.
+    """
+    from scipy.optimize import brentq
+
+    from thermolens.meanfield.stationary import _newton
+
+    _check(d, beta)
+    lam = _zonal_eigenvalues(d, beta, n_degrees)[1:]
+    weights, P = _zonal_polynomials(d, n_degrees, n_nodes)
+    P = P[1:]  # (L, n_nodes), degrees 1 .. L
+    norms = P**2 @ weights
+    K_sharp = float(1.0 / (2.0 * lam[0]))
+
+    def density(phi):
+        pot = phi @ P
+        top = pot.max()
+        e = np.exp(pot - top)
+        Z = e @ weights
+        return e / Z, top + math.log(Z), pot
+
+    def system(r):
+        def fun(x):
+            phi, K = x[:-1], x[-1]
+            rho, _, _ = density(phi)
+            a = (P * rho) @ weights / norms
+            cov = (P * rho) @ (P * weights).T - np.outer((P * rho) @ weights, (P * rho) @ weights)
+            res = np.append(phi - 2.0 * K * lam * a, (P[0] * rho) @ weights - r)
+            jac = np.zeros((lam.size + 1, lam.size + 1))
+            jac[:-1, :-1] = np.eye(lam.size) - 2.0 * K * (lam / norms)[:, None] * cov
+            jac[:-1, -1] = -2.0 * lam * a
+            jac[-1, :-1] = cov[0]
+            return res, jac
+
+        return fun
+
+    def delta_F(x):
+        phi, K = x[:-1], x[-1]
+        rho, log_Z, pot = density(phi)
+        a = (P * rho) @ weights / norms
+        return float((rho * (pot - log_Z)) @ weights - K * np.sum(lam * a**2 * norms))
+
+    x = np.zeros(lam.size + 1)
+    x[-1] = K_sharp
+    r, step, points = 1e-3, 1e-3, []
+    x[0] = 2.0 * K_sharp * lam[0] * 1e-3 / norms[0]
+    while r <= r_max:
+        x_new, ok = _newton(system(r), x)
+        if not ok:
+            raise ValueError(f"sphere d={d}, beta={beta}: Newton failed at r={r:.3g}; raise n_degrees")
+        points.append((r, x_new, delta_F(x_new)))
+        if x_new[-1] > 1.5 * K_sharp:
+            break
+        x, step = x_new, min(2 * step, 0.02)
+        r += step
+    for (r1, x1, f1), (r2, x2, f2) in zip(points[:-1], points[1:]):
+        if f1 >= 0.0 > f2:
+            guess = {"x": x1}
+
+            def f(rr):
+                xx, ok = _newton(system(rr), guess["x"])
+                guess["x"] = xx
+                return delta_F(xx)
+
+            root = brentq(f, r1, r2, xtol=1e-14, rtol=1e-15)
+            K_c = float(guess["x"][-1])
+            if K_c < K_sharp * (1 - 1e-10):
+                return SphereCritical(int(d), float(beta), K_sharp, K_c, "discontinuous", float(root))
+    return SphereCritical(int(d), float(beta), K_sharp, K_sharp, "continuous", 0.0)
