@@ -97,7 +97,9 @@ __all__ = [
     "linear_decay_rate",
     "simulate_particles",
     "simulate_pde",
+    "SphereCritical",
     "funk_hecke_eigenvalue",
+    "sphere_critical",
     "sphere_landau",
     "sphere_threshold",
 ]

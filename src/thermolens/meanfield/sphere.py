@@ -127,10 +127,11 @@ def sphere_critical(
 ) -> SphereCritical:
     """``K_c`` on S^(d-1) along the branch of zonal states born from degree-1 harmonics.
 
-    ``W`` increases with ``x . y``, so by the rearrangement inequality on the sphere (Baernstein--Taylor) a
-    global minimiser can be taken zonal and increasing in ``u = x . e``: writing ``log rho = sum_l phi_l P_l(u)
-    - log Z`` the self-consistency equation is ``phi_l = 2 K lambda_l a_l`` with ``a_l = E[rho P_l]/E[P_l^2]``,
-    solved by Newton along the branch parametrised by ``r = E_sigma[rho u]`` (K unknown), with Gauss--Jacobi
+    ``W`` increases with ``x . y``, so by the rearrangement inequality on the sphere (Baernstein--Taylor)
+    a global minimiser can be taken zonal and increasing in ``u = x . e``. With
+    ``log rho = sum_l phi_l P_l(u) - log Z`` the self-consistency equation is ``phi_l = 2 K lambda_l a_l``,
+    ``a_l = E[rho P_l]/E[P_l^2]``, solved by Newton along the branch parametrised by ``r = E_sigma[rho u]``
+    (K unknown), with Gauss--Jacobi
     quadrature. ``K_c`` is the smallest K on that branch with ``F = F(uniform)``. Only this branch is
     searched (no random starts), so the result is a global statement only within that family.
     """
