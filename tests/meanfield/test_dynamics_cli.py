@@ -121,6 +121,16 @@ def test_cli_critical_run_directory(tmp_path):
         assert (tmp_path / "c" / name).is_file()
 
 
+def test_cli_critical_on_the_sphere():
+    res = runner.invoke(app, ["meanfield", "critical", "--beta", "1.0", "--dimension", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    # d = 3, beta = 1: lambda_1 = (cosh 1 - sinh 1) = 1/e, so K_# = e / 2 (Funk--Hecke, sphere.py)
+    assert data["K_sharp"] == pytest.approx(np.e / 2, rel=1e-12) and data["transition"] == "continuous"
+    bad = runner.invoke(app, ["meanfield", "critical", "--kernel", "doi-onsager", "--dimension", "3"])
+    assert bad.exit_code == 2
+
+
 def test_cli_threshold_json():
     res = runner.invoke(app, ["meanfield", "threshold", "--kernel", "kuramoto-daido", "--json"])
     assert res.exit_code == 0, res.output

@@ -60,12 +60,18 @@ def critical(
         None, "--out", help="optional run directory: branches, bifurcation and free-energy-landscape figures"
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="reuse a non-empty --out"),
+    dimension: int = typer.Option(
+        2, "--dimension", help="noisy transformer on the sphere S^(d-1) in R^d (2 = the circle)"
+    ),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object to stdout"),
     quiet: bool = typer.Option(False, "--quiet", help="no human output"),
 ) -> None:
     """K_# (linear instability), K_c (global minimiser) and whether the transition is continuous."""
     if kernel == "noisy-transformer" and beta is None and coefficients is None:
         beta = 1.0
+    if dimension != 2:
+        _critical_sphere(kernel, dimension, beta, json_out, quiet)
+        return
     ker = _kernel(kernel, beta, R, m, coefficients)
     res = _critical(ker, n_modes=modes, n_starts=starts, seed=seed)
     summary = res.summary()
@@ -93,6 +99,24 @@ def critical(
             f"{res.kernel}: K_# = {res.K_sharp:.12g}, K_c = {res.K_c:.12g} ({res.transition}, "
             f"critical mode {res.critical_mode}, jump {res.jump:.6g})"
         )
+
+
+def _critical_sphere(kernel: str, d: int, beta: float, json_out: bool, quiet: bool) -> None:
+    from thermolens.meanfield import sphere_critical, sphere_landau
+
+    if kernel != "noisy-transformer":
+        raise ValueError(f"--dimension applies to the noisy transformer only, not {kernel}")
+    res, landau = sphere_critical(d, beta), sphere_landau(d, beta)
+    summary = {
+        "kernel": kernel, "dimension": d, "beta": beta, "K_sharp": res.K_sharp, "K_c": res.K_c,
+        "transition": res.transition, "critical_mode": 1, "jump": res.jump,
+        "landau_quartic": landau.quartic, "eigenvalue_ratio": landau.eigenvalue_ratio,
+    }  # fmt: skip
+    if json_out:
+        print_json(summary)
+    elif not quiet:
+        console.print(f"noisy transformer on S^{d - 1}: K_# = {res.K_sharp:.12g}, K_c = {res.K_c:.12g} "
+                      f"({res.transition})")  # fmt: skip
 
 
 def _write_critical_run(out: Path, overwrite: bool, ker, res, config: dict, seed: int) -> None:
