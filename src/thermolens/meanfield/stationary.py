@@ -262,7 +262,7 @@ def solve_stationary(
     ``mode`` is the period of the state (only multiples of it are solved for).
     """
     if K < 0:
-        raise ValueError(f"K={K} must be >= 0 (negative coupling is not a ferromagnetic mean-field model)")
+        raise ValueError(f"K={K} must be >= 0; for a repulsive model flip the sign of W instead")
     basis = basis or make_basis(kernel, n_modes or np.asarray(phi0).size)
     A = active_modes(basis, max(mode, 1))
     phi0 = np.asarray(phi0, dtype=np.float64)
