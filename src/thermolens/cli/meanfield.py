@@ -208,6 +208,7 @@ def phase_diagram_cmd(
 ) -> None:
     """K_# and K_c along a grid of the kernel parameter; table, figure and manifest in --out."""
     import time
+    import warnings
 
     from thermolens import io
     from thermolens.meanfield import phase_diagram
@@ -223,14 +224,22 @@ def phase_diagram_cmd(
     config = {"kernel": kernel, name: values, "modes": modes, "starts": starts}
     with io.RunRecorder(run_dir, "meanfield-phase-diagram", io.command_line(), config, seed=seed) as rec:
         start = time.perf_counter()
-        res = phase_diagram(
-            kernel,
-            values,
-            n_modes=modes,
-            n_starts=starts,
-            seed=seed,
-            progress=lambda it: track(it, total=len(values), description="phase diagram", quiet=quiet),
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = phase_diagram(
+                kernel,
+                values,
+                n_modes=modes,
+                n_starts=starts,
+                seed=seed,
+                progress=lambda it: track(it, total=len(values), description="phase diagram", quiet=quiet),
+            )
+        if caught:
+            console.print(
+                f"[yellow]warning:[/] {len(caught)} of {len(values)} points: {caught[0].message}",
+                soft_wrap=True,
+            )
+        rec.summary["truncation_warnings"] = len(caught)
         rec.timings["solve"] = time.perf_counter() - start
         io.write_table(run_dir / "phase_diagram.parquet", res.to_frame())
         from thermolens.report import meanfield as fig

@@ -41,6 +41,9 @@ def phase_diagram(result, ax=None):
     ax.plot([], [], color="tab:blue", alpha=0.3, lw=8, label="continuous")
     ax.plot([], [], color="tab:red", alpha=0.3, lw=8, label="discontinuous")
     ax.set_xlim(lo, hi)
+    finite = result.K_sharp[np.isfinite(result.K_sharp)]
+    if finite.size and finite.max() > 20 * finite.min():
+        ax.set_yscale("log")
     ax.set_xlabel(result.parameter)
     ax.set_ylabel("coupling K")
     ax.set_title(f"{result.kernel}: phase diagram")
