@@ -29,13 +29,14 @@ def _root(
     """thermolens: measure phase transitions and criticality in attention networks."""
 
 
+# One thin module per command (DESIGN.md §2); each imports its heavy dependencies inside the command.
 from thermolens.cli import scan as _scan  # noqa: E402
+from thermolens.cli.fit import app as _fit_app  # noqa: E402
+from thermolens.cli.meanfield import app as _meanfield_app  # noqa: E402
 
 app.command("scan")(_scan.scan)
-
-from thermolens.cli.fit import app as _fit_app  # noqa: E402
-
 app.add_typer(_fit_app, name="fit")
+app.add_typer(_meanfield_app, name="meanfield")
 
 
 def main() -> None:
