@@ -34,9 +34,7 @@ def scan(
     json_out: bool = typer.Option(False, "--json", help="Print the headline numbers as one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Thermodynamics of every attention head: F, U, S, C, correlation length and susceptibility
-    against temperature, the critical temperature T* per head with a bootstrap CI, and the same for
-    matched null ensembles."""
+    """Thermodynamics of every attention head: F, U, S, C, xi, chi against T; T* per head with a bootstrap CI, beside matched null ensembles."""
     from thermolens import io
     from thermolens.experiments.scan import ScanConfig
 
