@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -70,19 +71,21 @@ def test_t_star_lies_in_its_ci_and_grid(quenched):
     np.testing.assert_allclose(h["T_star_kim"], h["T_star"] * np.sqrt(8))
 
 
-def test_propagated_layer0_equals_quenched(tiny, quenched):
+def test_propagated_layer0_equals_quenched(tiny):
     """Heating every layer leaves layer 0's own logits unchanged, so its C(T) must equal the quenched one."""
-    cfg = ScanConfig(temperatures=TEMPS, seq_len=32, max_tokens=400, batch_size=4, n_boot=0, null_sequences=4,
+    temps = TEMPS[::4]
+    cfg = ScanConfig(temperatures=temps, seq_len=32, max_tokens=200, batch_size=4, n_boot=0, null_sequences=4,
                      mode="propagated")
     prop = scan(tiny[2], [TEXT], config=cfg)
-    a = quenched.curves[quenched.curves["layer"] == 0].sort_values(["head", "T"])
+    ref = scan(tiny[2], [TEXT], config=dataclasses.replace(cfg, mode="quenched"))
+    a = ref.curves[ref.curves["layer"] == 0].sort_values(["head", "T"])
     b = prop.curves[prop.curves["layer"] == 0].sort_values(["head", "T"])
     np.testing.assert_allclose(a["C"].to_numpy(), b["C"].to_numpy(), rtol=1e-6, atol=1e-9)
     # Downstream layers feel the temperature: at low T layer 0 sharpens, and layer 1 sees other inputs.
-    a1 = quenched.curves[(quenched.curves["layer"] == 1) & (quenched.curves["T"] == TEMPS[0])]["C"].to_numpy()
-    b1 = prop.curves[(prop.curves["layer"] == 1) & (prop.curves["T"] == TEMPS[0])]["C"].to_numpy()
+    a1 = ref.curves[(ref.curves["layer"] == 1) & (ref.curves["T"] == temps[0])]["C"].to_numpy()
+    b1 = prop.curves[(prop.curves["layer"] == 1) & (prop.curves["T"] == temps[0])]["C"].to_numpy()
     assert not np.allclose(a1, b1, rtol=1e-3)
-    assert prop.losses is not None and len(prop.losses) == len(TEMPS) and np.isfinite(prop.losses["loss"]).all()
+    assert prop.losses is not None and len(prop.losses) == len(temps) and np.isfinite(prop.losses["loss"]).all()
 
 
 def test_save_load_roundtrip(tmp_path, quenched):
@@ -163,3 +166,18 @@ def test_nonfinite_logits_name_layer_and_head(tiny):
     loaded = from_pretrained_model(model, tokenizer, name="broken")
     with pytest.raises(ValueError, match=r"layer 1.*head 1"):
         scan(loaded, [TEXT], config=ScanConfig(temperatures=TEMPS, seq_len=32, max_tokens=200, n_boot=0))
+
+
+def test_detect_critical_point_reports_every_head_with_its_reason(tiny, quenched):
+    from thermolens.experiments.critical import detect_critical_point
+
+    table = detect_critical_point(quenched, tiny[2], [TEXT], n_sequences=4, max_samples=800, n_boot=10)
+    assert len(table) == len(quenched.heads)
+    np.testing.assert_allclose(table["T_star"], quenched.heads["T_star"])
+    fitted = table["n_tail"] > 0
+    # A head is called a power law only with a bootstrap p above 0.1 (Clauset et al. 2009, §4.1).
+    assert (table.loc[table["is_power_law"], "gof_p"] > 0.1).all()
+    assert table.loc[fitted, "alpha"].gt(1).all()
+    assert table["reason"].str.len().gt(0).all()
+    with pytest.raises(ValueError, match="p_threshold"):
+        detect_critical_point(quenched, tiny[2], [TEXT], p_threshold=1.5)
