@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -156,3 +157,6 @@ def test_temperature_accepts_a_plain_transformers_model(tiny_models, padded_batc
     with temperature(loaded, 3.0, layers=1):
         wrapped = model_loss(loaded, ids, mask)
     assert raw == wrapped and table[1].tolist() == [3.0] * 4 and table[0].tolist() == [1.0] * 4
+    for layers in (torch.tensor([1]), np.array([1]), torch.tensor(1), np.int64(1)):
+        with temperature(loaded.model, 3.0, layers=layers) as same:
+            assert torch.equal(same, table)

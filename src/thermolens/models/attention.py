@@ -338,7 +338,7 @@ def _model_shape(loaded_or_model: Any) -> tuple[Any, int, int]:
 def _select(values: Iterable[int] | int | None, n: int, what: str) -> list[int]:
     if values is None:
         return list(range(n))
-    if isinstance(values, int) or hasattr(values, "__index__"):
+    if hasattr(values, "__index__") and getattr(values, "ndim", 0) == 0:  # one index (int, 0-d tensor)
         values = [values]
     chosen = []
     for v in values:
