@@ -204,11 +204,15 @@ def _resolve_model(model: Any, device: str):
 def _resolve_tokens(loaded: Any, texts: Sequence[str] | str | None, config: ScanConfig):
     from thermolens.data import corpus
 
+    if loaded.tokenizer is None:
+        raise ValueError(f"model {loaded.name!r} has no tokenizer; put its tokenizer files beside the weights "
+                         "or wrap it with models.from_pretrained_model(model, tokenizer)")
     if texts is None:
         texts = [corpus.builtin_text()]
     elif isinstance(texts, str):
         texts = [texts]
-    return corpus.tokenize_corpus(loaded.tokenizer, list(texts), seq_len=config.seq_len, max_tokens=config.max_tokens)
+    return corpus.tokenize_corpus(loaded.tokenizer, list(texts), seq_len=config.seq_len, max_tokens=config.max_tokens,
+                                  model_max_length=loaded.max_positions)
 
 
 def _chosen(values: Sequence[int] | None, n: int, what: str) -> list[int]:
