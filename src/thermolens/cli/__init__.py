@@ -29,5 +29,10 @@ def _root(
     """thermolens: measure phase transitions and criticality in attention networks."""
 
 
+from thermolens.cli import committee as _committee  # noqa: E402
+
+app.add_typer(_committee.app, name="committee")
+
+
 def main() -> None:
     app()
