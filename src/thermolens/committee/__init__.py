@@ -8,7 +8,13 @@ arXiv:1806.05451. See docs/committee.md for the formulas and conventions.
 from thermolens.committee.amp import AMPConfig, AMPResult, AMPSummary, amp_over_seeds, run_amp
 from thermolens.committee.data import CommitteeData, generate
 from thermolens.committee.generalization import gibbs_error, plugin_error
-from thermolens.committee.large_k import LargeKCurve, LargeKPoint, large_k_state_evolution, solve_large_k
+from thermolens.committee.large_k import (
+    LargeKCurve,
+    LargeKPoint,
+    large_k_state_evolution,
+    large_k_thresholds,
+    solve_large_k,
+)
 from thermolens.committee.state_evolution import (
     FixedPoint,
     SECurve,
@@ -34,6 +40,7 @@ __all__ = [
     "generate",
     "gibbs_error",
     "large_k_state_evolution",
+    "large_k_thresholds",
     "plugin_error",
     "run_amp",
     "solve_fixed_point",

@@ -130,3 +130,33 @@ def large_k_state_evolution(alpha_tilde: Sequence[float]) -> LargeKCurve:
         informed.append(p)
         q0 = p.q_d if p.converged and p.q_d > 1e-3 else None
     return LargeKCurve(a, uninformed, tuple(informed[::-1]))
+
+
+def large_k_thresholds(*, lo: float = 1.0, hi: float = 20.0, tol: float = 1e-6) -> tuple[float, float]:
+    """(alpha_tilde_IT, alpha_tilde_spinodal) of the large-K specialization transition.
+
+    Spinodal: smallest alpha / K at which the specialized (informed) branch exists, by bisection on
+    "iteration from q_d = 1 - 1e-6 stays specialized (q_d > 1/2)". IT: where its free entropy
+    crosses the non-specialized one (Brent). Raises ``ValueError`` if no transition lies in [lo, hi].
+    """
+    from scipy.optimize import brentq
+
+    def specialized(a: float) -> LargeKPoint | None:
+        p = solve_large_k(a, branch="informed")
+        return p if p.converged and p.q_d > 0.5 else None
+
+    if specialized(lo) is not None or specialized(hi) is None:
+        raise ValueError(f"no specialization transition in alpha/K in [{lo}, {hi}]; widen the interval")
+    a, b = lo, hi
+    while b - a > tol:
+        mid = 0.5 * (a + b)
+        a, b = (a, mid) if specialized(mid) is not None else (mid, b)
+    spinodal = b
+
+    def gap(x: float) -> float:
+        p = specialized(x)
+        if p is None:
+            raise ValueError(f"specialized branch lost at alpha/K={x} while locating the IT threshold")
+        return p.free_entropy - solve_large_k(x, branch="uninformed").free_entropy
+
+    return brentq(gap, spinodal, hi, xtol=tol), spinodal
