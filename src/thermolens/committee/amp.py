@@ -33,6 +33,11 @@ from thermolens.committee.generalization import gibbs_error, plugin_error
 
 MIN_N = 10
 WARN_N = 500
+# Posterior variance below which the estimate has collapsed onto one weight vector (perfect
+# recovery, Rademacher prior). AMP stops there: with V -> 0 no sample of a finite instance lies
+# within sqrt(V) of a decision boundary, the messages underflow to 0 and the next step would
+# forget everything.
+COLLAPSED = 1e-9
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ def run_amp(data: CommitteeData, config: AMPConfig, *, seed: int = 0) -> AMPResu
         W, C = W_next, C_next
         g_prev = g
         history.append((change, float(np.trace(_align(W.T @ data.W_star / n))) / K))
-        if change < config.tol:
+        if change < config.tol or float(np.trace(C)) / K < COLLAPSED:
             converged = True
             break
     Q = _align(W.T @ data.W_star / n)

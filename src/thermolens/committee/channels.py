@@ -24,7 +24,7 @@ import itertools
 import math
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr, owens_t
+from scipy.special import ndtr, owens_t
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # Label probabilities below this are treated as impossible: Owen's formula is accurate to ~1e-16 in
@@ -180,7 +180,3 @@ def prior_denoise(prior: str, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray,
         return mean, cov, log_z
     raise ValueError(f"unknown prior {prior!r}; choose gaussian or binary")
 
-
-def log_ndtr_safe(x: np.ndarray) -> np.ndarray:
-    """log Phi(x) without underflow (used for K = 1 free entropies)."""
-    return log_ndtr(x)
