@@ -28,7 +28,7 @@ from scipy.special import ndtr, owens_t
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # Label probabilities below this are treated as impossible: Owen's formula is accurate to ~1e-16 in
-# absolute terms, so a smaller probability carries no reliable digits (see _output_k2).
+# absolute terms, so a smaller probability carries no reliable digits (used by g_out).
 Z_FLOOR = 1e-13
 
 
