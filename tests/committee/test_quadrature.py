@@ -94,3 +94,15 @@ def test_prior_integrals():
     _, Q2 = prior_integrals("binary", np.diag([r, r]))
     np.testing.assert_allclose(np.diag(Q2), Q[0, 0], atol=1e-9)
     assert abs(Q2[0, 1]) < 1e-12
+
+
+@pytest.mark.parametrize("R", [np.array([[8.0, -3.0], [-3.0, 6.0]]), np.array([[15.0, -7.0], [-7.0, 15.0]]),
+                               np.array([[3.0, 1.5], [1.5, 3.0]])])
+def test_binary_prior_k2_converged_to_1e8(R):
+    # the posterior mean switches sign on lines of width ~ R^{-1/2} in the noise: check the default
+    # rule against a 400 x 400 one
+    psi, Q = prior_integrals("binary", R)
+    psi_fine, Q_fine = prior_integrals("binary", R, n_nodes=400)
+    assert psi == pytest.approx(psi_fine, abs=1e-9)
+    np.testing.assert_allclose(Q, Q_fine, atol=1e-8)
+

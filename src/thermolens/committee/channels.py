@@ -153,10 +153,11 @@ def sign_configurations(K: int) -> np.ndarray:
     return np.array(list(itertools.product((-1.0, 1.0), repeat=K)))
 
 
-def prior_denoise(prior: str, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Posterior mean (..., K), covariance (..., K, K) and log partition (...) of one row.
-
-    ``log_z = log E_{P0} exp(B.w - w^T A w / 2)``.
+def prior_denoise(
+    prior: str, A: np.ndarray, B: np.ndarray, *, with_cov: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Posterior mean (..., K), covariance (..., K, K; None unless ``with_cov``) and log partition
+    (...) of one row: ``log_z = log E_{P0} exp(B.w - w^T A w / 2)``.
     """
     K = A.shape[0]
     if prior == "gaussian":
@@ -174,8 +175,9 @@ def prior_denoise(prior: str, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray,
         total = p.sum(axis=-1, keepdims=True)
         p /= total
         mean = p @ S
-        second = np.einsum("...c,ck,cl->...kl", p, S, S)
-        cov = second - mean[..., :, None] * mean[..., None, :]
+        cov = None
+        if with_cov:
+            cov = np.einsum("...c,ck,cl->...kl", p, S, S) - mean[..., :, None] * mean[..., None, :]
         log_z = top[..., 0] + np.log(total[..., 0]) - K * math.log(2.0)
         return mean, cov, log_z
     raise ValueError(f"unknown prior {prior!r}; choose gaussian or binary")

@@ -175,14 +175,14 @@ def prior_integrals(prior: str, R_hat: np.ndarray, n_nodes: int | None = None) -
         return float(psi), 0.5 * (Q + Q.T)
     if prior == "binary":
         # tanh-like posterior means have poles ~ 1/sqrt(R) away from the real axis: many nodes
-        xi, w = gauss_hermite(n_nodes or (1000 if K == 1 else 128), K)
+        xi, w = gauss_hermite(n_nodes or (1000 if K == 1 else 200), K)
         # w* and -w* contribute equally (flip xi too), so half of the sign vectors suffice
         S = sign_configurations(K)[: 2 ** (K - 1)]
         noise = xi @ psd_sqrt(R_hat)  # (N, K)
         psi = 0.0
         Q = np.zeros((K, K))
         for s in S:
-            mean, _, log_z = prior_denoise("binary", R_hat, s @ R_hat + noise)
+            mean, _, log_z = prior_denoise("binary", R_hat, s @ R_hat + noise, with_cov=False)
             psi += float(np.sum(w * log_z))
             Q += np.einsum("n,ni,nj->ij", w, mean, mean)
         psi /= len(S)
