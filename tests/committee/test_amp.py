@@ -57,6 +57,17 @@ def test_amp_k2_non_specialized_phase_agrees_with_state_evolution():
     assert amp.eps_test[0] == pytest.approx(se.eps_plugin, abs=tol(amp.eps_test[1]))
 
 
+def test_amp_k2_specialized_phase_agrees_with_state_evolution():
+    # K = 2, Gaussian prior, alpha = 4 (well above alpha_spec ~ 2.05): AMP specializes like SE; the
+    # Gibbs error at AMP's overlap and its test error against SE's eps_g and plug-in error.
+    amp, se = _compare(2, "gaussian", 4.0)
+    assert amp.all_converged
+    tol = lambda err: 3 * err + 1 / math.sqrt(amp.n)  # noqa: E731
+    assert amp.q_d[0] == pytest.approx(se.q_d, abs=tol(amp.q_d[1]))
+    assert amp.eps_gibbs[0] == pytest.approx(se.eps_g, abs=tol(amp.eps_gibbs[1]))
+    assert amp.eps_test[0] == pytest.approx(se.eps_plugin, abs=tol(amp.eps_test[1]))
+
+
 def test_amp_binary_perceptron_learns_perfectly_above_alpha_alg():
     # alpha = 2 > alpha_alg = 1.493 (Barbier et al. 2019): AMP reaches perfect generalization.
     data = generate(1000, 2.0, K=1, prior="binary", seed=3)
