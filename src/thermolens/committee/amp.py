@@ -30,6 +30,7 @@ import numpy as np
 from thermolens.committee.channels import g_out, prior_denoise
 from thermolens.committee.data import CommitteeData, check_model, committee_output, generate
 from thermolens.committee.generalization import gibbs_error, plugin_error
+from thermolens.committee.state_evolution import project_overlap
 
 MIN_N = 10
 WARN_N = 500
@@ -106,14 +107,6 @@ def _align(Q: np.ndarray) -> np.ndarray:
     return Q[list(best)]
 
 
-def _project(Q: np.ndarray) -> tuple[float, float]:
-    K = Q.shape[0]
-    if K == 1:
-        return float(Q[0, 0]), 0.0
-    off = (Q.sum() - np.trace(Q)) / (K * (K - 1))
-    return float(np.trace(Q) / K - off), float(K * off)
-
-
 def fresh_test_error(W_hat: np.ndarray, data: CommitteeData, n_test: int, rng: np.random.Generator) -> float:
     """(1/4) mean (y - y_hat)^2 of y_hat = phi(x W_hat / sqrt(n)) on fresh inputs, in chunks."""
     n, K = data.W_star.shape
@@ -178,7 +171,7 @@ def run_amp(data: CommitteeData, config: AMPConfig, *, seed: int = 0) -> AMPResu
             break
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     Q = _align(W.T @ data.W_star / n)
-    q_d, q_a = _project(Q)
+    q_d, q_a = project_overlap(Q)
     eps_test = fresh_test_error(W, data, config.n_test, np.random.default_rng([seed, 2]))
     return AMPResult(
         alpha=data.alpha, n=n, seed=seed, Q=Q, q_d=q_d, q_a=q_a, eps_test=eps_test,

@@ -106,7 +106,8 @@ def se_map(Q: np.ndarray, alpha: float, prior: str) -> tuple[np.ndarray, np.ndar
     return Q_new, R_hat, f
 
 
-def _project(Q: np.ndarray) -> tuple[float, float]:
+def project_overlap(Q: np.ndarray) -> tuple[float, float]:
+    """Committee-symmetric projection (q_d, q_a) of Q ~ q_d I + (q_a / K) 1 1^T; K = 1: (Q, 0)."""
     K = Q.shape[0]
     if K == 1:
         return float(Q[0, 0]), 0.0
@@ -176,7 +177,7 @@ def _result(alpha, branch, Q, R_hat, f, residual, n_iter, converged, perfect, st
         nan = np.full_like(Q, np.nan)
         return FixedPoint(alpha, branch, nan, nan, math.nan, math.nan, math.nan, math.nan, math.nan,
                           residual, n_iter, False, False, None)
-    q_d, q_a = _project(Q)
+    q_d, q_a = project_overlap(Q)
     return FixedPoint(alpha, branch, Q, R_hat, q_d, q_a, f, gibbs_error(Q), plugin_error(Q), residual,
                       n_iter, True, perfect, stable)
 

@@ -25,7 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thermolens.committee.state_evolution import SEConfig, SECurve, se_map, solve_fixed_point, state_evolution
+from thermolens.committee.state_evolution import (
+    SEConfig,
+    SECurve,
+    project_overlap,
+    se_map,
+    solve_fixed_point,
+    state_evolution,
+)
 
 _SAME = 1e-6  # two fixed points with eps_g closer than this are the same point
 
@@ -57,8 +64,7 @@ def spec_growth(alpha: float, config: SEConfig, *, kick: float = 1e-6) -> float:
     if not p.converged:
         raise ValueError(f"non-specialized fixed point did not converge at alpha={alpha} (residual {p.residual:.2e})")
     Q_new = se_map(p.Q + kick * np.eye(K), alpha, config.prior)[0]
-    q_d_new = float(np.trace(Q_new) / K - (Q_new.sum() - np.trace(Q_new)) / (K * (K - 1)))
-    return q_d_new / kick
+    return project_overlap(Q_new)[0] / kick
 
 
 def _distinct(u, i) -> bool:
