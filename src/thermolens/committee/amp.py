@@ -34,11 +34,11 @@ from thermolens.committee.state_evolution import project_overlap
 
 MIN_N = 10
 WARN_N = 500
-# Posterior variance below which the estimate has collapsed onto one weight vector (perfect
-# recovery, Rademacher prior). AMP stops there: with V -> 0 no sample of a finite instance lies
-# within sqrt(V) of a decision boundary, the messages underflow to 0 and the next step would
-# forget everything.
-COLLAPSED = 1e-9
+# Mean posterior variance below which the estimate has collapsed onto one weight vector (perfect
+# recovery, Rademacher prior: every sign known with probability > 1 - 1e-6). AMP stops there: as
+# V -> 0 no sample of a finite instance stays within sqrt(V) of a decision boundary, the messages
+# underflow to 0 and the next step would forget everything.
+COLLAPSED = 1e-6
 
 
 @dataclass(frozen=True)
