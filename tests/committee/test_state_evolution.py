@@ -116,7 +116,7 @@ def test_negative_alpha_rejected():
 def test_k2_binary_first_order_thresholds():
     # Aubin et al. 2018 (Fig. 2, right): K = 2 with binary weights has a first-order transition to
     # perfect learning with a computational gap (AMP threshold above the IT one). Our values:
-    # alpha_it = 1.547, alpha_alg = 1.95-2.0; we could not check them against the paper's text.
+    # alpha_it = 1.5461, alpha_spec = 1.5893, alpha_alg = 1.9771; not checked against the paper's text.
     t = find_thresholds(SEConfig(K=2, prior="binary"), alpha_max=2.2, alpha_tol=1e-3)
     assert t.order == "first"
     assert 1.5 < t.alpha_it < 1.6
