@@ -7,7 +7,7 @@ import pytest
 from scipy.integrate import quad
 from scipy.stats import norm
 
-from thermolens.committee.quadrature import _perceptron_output, gauss_hermite, output_integrals, prior_integrals
+from thermolens.committee.quadrature import perceptron_output, gauss_hermite, output_integrals, prior_integrals
 from thermolens.committee.channels import output_channel
 
 
@@ -19,14 +19,14 @@ def test_perceptron_integrals_match_adaptive_quad(q):
                    points=[0.0], epsabs=1e-14, limit=500)[0]
     m_ref = quad(lambda x: 2 * norm.pdf(x) * math.exp(2 * norm.logpdf(t * x) - norm.logcdf(t * x)) / (1 - q),
                  -40, 40, points=[0.0], epsabs=1e-13, limit=500)[0]
-    psi, mhat = _perceptron_output(q)
+    psi, mhat = perceptron_output(q)
     assert psi == pytest.approx(psi_ref, abs=1e-10)
     assert mhat == pytest.approx(m_ref, rel=1e-10)
 
 
 def test_perceptron_at_zero_overlap():
     # Z = 1/2 for both labels: Psi = -log 2, m_hat = 2 (phi(0)^2 / (1/2)) = 2/pi
-    psi, mhat = _perceptron_output(0.0)
+    psi, mhat = perceptron_output(0.0)
     assert psi == pytest.approx(-math.log(2), abs=1e-15)
     assert mhat == pytest.approx(2 / math.pi, abs=1e-15)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thermolens.committee.quadrature import _perceptron_output
+from thermolens.committee.quadrature import perceptron_output
 
 TWO_OVER_PI = 2.0 / math.pi
 
@@ -44,7 +44,7 @@ def q_eff(q_d: float) -> float:
 def large_k_map(q_d: float, alpha_tilde: float) -> tuple[float, float, float]:
     """q_d -> (q_d', r, free entropy per hidden unit evaluated at (q_d, r))."""
     qe = q_eff(q_d)
-    psi, mhat = _perceptron_output(qe)
+    psi, mhat = perceptron_output(qe)
     slope = TWO_OVER_PI * (1.0 / math.sqrt(max(1.0 - q_d * q_d, 1e-300)) - 1.0)
     r = alpha_tilde * mhat * slope
     f = 0.5 * r - 0.5 * math.log1p(r) - 0.5 * q_d * r + alpha_tilde * psi

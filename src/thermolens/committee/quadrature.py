@@ -21,7 +21,6 @@ import math
 import numpy as np
 from scipy.special import log_ndtr, roots_hermitenorm
 
-
 from thermolens.committee.channels import output_channel, prior_denoise, sign_configurations
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -51,7 +50,7 @@ def psd_sqrt(M: np.ndarray) -> np.ndarray:
 # output side
 
 
-def _perceptron_output(q: float, n_nodes: int = 160) -> tuple[float, float]:
+def perceptron_output(q: float, n_nodes: int = 160) -> tuple[float, float]:
     """K = 1 sign channel, rho = 1: Psi_out(q) = E sum_y Z log Z and m_hat(q) = E sum_y (dZ)^2 / Z.
 
     With t = sqrt(q / (1 - q)) and xi ~ N(0, 1): Psi_out = 2 E[Phi(t xi) log Phi(t xi)] and
@@ -141,7 +140,7 @@ def output_integrals(Q: np.ndarray, step: float = 0.1) -> tuple[float, np.ndarra
     """
     K = Q.shape[0]
     if K == 1:
-        psi, mhat = _perceptron_output(float(Q[0, 0]))
+        psi, mhat = perceptron_output(float(Q[0, 0]))
         return psi, np.array([[mhat]])
     if K != 2:
         raise ValueError(f"exact output integrals are implemented for K = 1, 2, not K={K}")

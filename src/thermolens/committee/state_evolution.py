@@ -10,8 +10,9 @@ where the fixed points (Q, R) (K x K overlaps) solve the state-evolution equatio
     R = alpha E[g_out g_out^T] = 2 alpha grad_Q Psi_out(Q),     Q = E[f_w f_w^T] = 2 grad_R psi_P0(R).
 
 Iterating them is exactly the state evolution of AMP. Two initialisations give the two branches:
-*uninformed* (what AMP from a random start finds): Q0 = q0 I + small symmetric part, the q_d = 1e-5
-breaking the symmetry between hidden units; *informed* (started from the teacher): Q0 = (1 - 1e-4) I.
+*uninformed* (what AMP from a random start finds): Q0 = (q0 / K) 1 1^T + 1e-5 I, the 1e-5 in q_d
+breaking the symmetry between hidden units; *informed* (started from the teacher): Q0 = (1 - 1e-4) I,
+(1 - 1e-8) I for the Rademacher prior.
 The equilibrium is the converged fixed point of larger free entropy. A fixed point that does not
 meet the tolerance is returned with ``converged=False`` and NaN values, and its residual.
 
@@ -164,7 +165,9 @@ def _newton(Q: np.ndarray, alpha: float, prior: str) -> np.ndarray | None:
 def initial_overlap(branch: str, config: SEConfig) -> np.ndarray:
     K = config.K
     if branch == "informed":
-        return (1.0 - 1e-4) * np.eye(K)
+        # Rademacher: Q = I is a fixed point for every alpha > 0 (1 - q' ~ exp(-c alpha / sqrt(1 - q))),
+        # reached from any start close enough to it; Gaussian: Q = I needs R = infinity, start nearby.
+        return (1.0 - (1e-8 if config.prior == "binary" else 1e-4)) * np.eye(K)
     if branch == "uninformed":
         if K == 1:
             return np.array([[config.q0]])
