@@ -46,6 +46,9 @@ def test_amp_perceptron_agrees_with_state_evolution():
     tol = lambda err: 3 * err + 1 / math.sqrt(amp.n)  # noqa: E731
     assert amp.q_d[0] == pytest.approx(se.q_d, abs=tol(amp.q_d[1]))
     assert amp.eps_test[0] == pytest.approx(se.eps_plugin, abs=tol(amp.eps_test[1]))
+    # Nishimori identity at the Bayes-optimal fixed point: W_hat^T W_hat / n = W_hat^T W* / n
+    for r in amp.runs:
+        np.testing.assert_allclose(r.Q_self, r.Q, atol=3 / math.sqrt(amp.n))
 
 
 def test_amp_k2_non_specialized_phase_agrees_with_state_evolution():
@@ -66,6 +69,8 @@ def test_amp_k2_specialized_phase_agrees_with_state_evolution():
     assert amp.q_d[0] == pytest.approx(se.q_d, abs=tol(amp.q_d[1]))
     assert amp.eps_gibbs[0] == pytest.approx(se.eps_g, abs=tol(amp.eps_gibbs[1]))
     assert amp.eps_test[0] == pytest.approx(se.eps_plugin, abs=tol(amp.eps_test[1]))
+    for r in amp.runs:  # Nishimori, as above
+        np.testing.assert_allclose(r.Q_self, r.Q, atol=3 / math.sqrt(amp.n))
 
 
 @pytest.mark.parametrize("K, alpha", [(1, 2.0), (2, 2.5)])

@@ -78,7 +78,8 @@ class AMPConfig:
 
 @dataclass(frozen=True)
 class AMPResult:
-    """One AMP run. ``Q`` (K, K) aligned overlap W_hat^T W* / n; ``eps_test``: test error on
+    """One AMP run. ``Q`` (K, K) aligned overlap W_hat^T W* / n; ``Q_self`` = W_hat^T W_hat / n in the
+    same unit order (equal to Q at a Bayes-optimal fixed point: Nishimori); ``eps_test``: test error on
     ``n_test`` fresh samples; ``eps_plugin``/``eps_gibbs``: the closed forms at the measured Q;
     ``seconds``/``cpu_seconds``: wall-clock and process CPU time of the iterations (not of the test
     error); ``history`` (n_iter, 2): order-parameter change and mean overlap trace / K per iteration."""
@@ -87,6 +88,7 @@ class AMPResult:
     n: int
     seed: int
     Q: np.ndarray
+    Q_self: np.ndarray
     q_d: float
     q_a: float
     eps_test: float
@@ -100,11 +102,14 @@ class AMPResult:
     history: np.ndarray
 
 
-def _align(Q: np.ndarray) -> np.ndarray:
-    """Permute student units (rows) to maximise the trace of the overlap."""
+def _best_permutation(Q: np.ndarray) -> list[int]:
+    """Order of student units (rows of Q) that maximises the trace of the overlap."""
     K = Q.shape[0]
-    best = max(itertools.permutations(range(K)), key=lambda p: float(np.trace(Q[list(p)])))
-    return Q[list(best)]
+    return list(max(itertools.permutations(range(K)), key=lambda p: float(np.trace(Q[list(p)]))))
+
+
+def _align(Q: np.ndarray) -> np.ndarray:
+    return Q[_best_permutation(Q)]
 
 
 def fresh_test_error(W_hat: np.ndarray, data: CommitteeData, n_test: int, rng: np.random.Generator) -> float:
@@ -170,11 +175,14 @@ def run_amp(data: CommitteeData, config: AMPConfig, *, seed: int = 0) -> AMPResu
             converged = True
             break
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    Q = _align(W.T @ data.W_star / n)
+    perm = _best_permutation(W.T @ data.W_star / n)
+    W_aligned = W[:, perm]
+    Q = W_aligned.T @ data.W_star / n
     q_d, q_a = project_overlap(Q)
     eps_test = fresh_test_error(W, data, config.n_test, np.random.default_rng([seed, 2]))
     return AMPResult(
-        alpha=data.alpha, n=n, seed=seed, Q=Q, q_d=q_d, q_a=q_a, eps_test=eps_test,
+        alpha=data.alpha, n=n, seed=seed, Q=Q, Q_self=W_aligned.T @ W_aligned / n, q_d=q_d, q_a=q_a,
+        eps_test=eps_test,
         eps_plugin=plugin_error(0.5 * (Q + Q.T)), eps_gibbs=gibbs_error(0.5 * (Q + Q.T)), n_iter=len(history),
         converged=converged, final_change=change, seconds=seconds, cpu_seconds=cpu_seconds,
         history=np.array(history),
