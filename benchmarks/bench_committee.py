@@ -3,7 +3,7 @@ values, AMP against its state-evolution prediction, and our bivariate normal CDF
 
 from __future__ import annotations
 
-import math
+import os
 import time
 
 import numpy as np
@@ -101,8 +101,9 @@ def main() -> str:
         _row("time", f"{t_ours * 1e3:.2f} ms", f"{t_ref * 1e3:.0f} ms", f"{t_ref / t_ours:.0f}x",
              f"{np.max(np.abs(ours - ref)):.1e} (scipy's default abseps 1e-5)"),
         "",
-        "The machine is shared with other jobs (load average above 10 on 2 cores while this ran), so",
-        "wall-clock times are upper bounds of what the code needs on an idle machine; pass/fail uses wall",
-        "time, the CPU time (all threads of this process) is given beside it.",
+        f"The machine is shared with other jobs (1-min load average {os.getloadavg()[0]:.1f} on 2 cores at the end",
+        "of this run, and the benchmark runs under `nice`), so wall-clock times are upper bounds of what the",
+        "code needs on an idle machine; pass/fail uses wall time, the CPU time (all threads of this process)",
+        "is given beside it.",
     ]
     return "\n".join(lines) + "\n"
