@@ -1,0 +1,268 @@
+"""``thermolens committee``: state evolution, thresholds, AMP and the phase diagram of the committee
+machine (Aubin et al. 2018, arXiv:1806.05451). Thin: parse -> config -> one library call -> save."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import typer
+
+from thermolens.cli._common import console, handle_errors, parse_grid, parse_ints, print_json, track
+
+app = typer.Typer(help="Committee machine: state evolution, thresholds, AMP, phase diagram.", no_args_is_help=True)
+
+_K = typer.Option(2, "--K", help="Number of hidden units (1 or 2 for exact SE and AMP).")
+_PRIOR = typer.Option("gaussian", "--prior", help="Teacher weight prior: gaussian or binary (Rademacher).")
+_ACT = typer.Option("sign", "--activation", help="Hidden and output activation (the sign committee).")
+_JSON = typer.Option(False, "--json", help="Print one JSON object with the headline numbers to stdout.")
+_QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+_OVERWRITE = typer.Option(False, "--overwrite", help="Allow writing into a non-empty directory of another kind.")
+
+
+def _record(out: Path | None, kind: str, config: dict, seed: int | None = None):
+    """A RunRecorder when ``--out`` is given, else a do-nothing context."""
+    import contextlib
+
+    from thermolens import io
+
+    if out is None:
+        return contextlib.nullcontext(None)
+    run_dir = io.prepare_run_dir(out, kind=kind, overwrite=config.get("overwrite", False))
+    return io.RunRecorder(run_dir, kind, io.command_line(), config, seed=seed)
+
+
+def _se_payload(curve) -> dict:
+    return {
+        "alpha": curve.alpha,
+        "q": curve.q,
+        "q_d": [None if p is None else p.q_d for p in curve.equilibrium_points()],
+        "q_a": [None if p is None else p.q_a for p in curve.equilibrium_points()],
+        "eps_g": curve.eps_g,
+        "free_entropy": curve.free_entropy,
+        "equilibrium": list(curve.equilibrium),
+        "branches": {
+            name: {"eps_g": [p.eps_g for p in curve.branch(name)],
+                   "free_entropy": [p.free_entropy for p in curve.branch(name)],
+                   "q_d": [p.q_d for p in curve.branch(name)],
+                   "q_a": [p.q_a for p in curve.branch(name)],
+                   "residual": [p.residual for p in curve.branch(name)],
+                   "converged": [p.converged for p in curve.branch(name)]}
+            for name in ("uninformed", "informed")
+        },
+        "n_not_converged": curve.n_failed,
+    }
+
+
+def _warn_failures(curve) -> None:
+    for name in ("uninformed", "informed"):
+        for p in curve.branch(name):
+            if not p.converged:
+                console.print(f"[yellow]warning:[/] {name} fixed point at alpha={p.alpha:.4g} did not converge "
+                              f"(residual {p.residual:.2e} after {p.n_iter} iterations); reported as null")
+
+
+@app.command("se")
+@handle_errors
+def se(
+    K: int = _K,
+    prior: str = _PRIOR,
+    activation: str = _ACT,
+    alpha: str = typer.Option("0.1:4:40", "--alpha", help="alpha grid: start:stop:count or a,b,c (>= 0)."),
+    tol: float = typer.Option(1e-9, "--tol", help="Fixed-point residual max|F(Q) - Q| accepted."),
+    max_iter: int = typer.Option(4000, "--max-iter", help="Iterations per fixed point before giving up."),
+    out: Path | None = typer.Option(None, "--out", help="Write a run directory (manifest, se.parquet)."),
+    overwrite: bool = _OVERWRITE,
+    json_out: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> None:
+    """Replica free entropy and state evolution, both branches (uninformed / informed)."""
+    from thermolens import io
+    from thermolens.committee import SEConfig, state_evolution
+
+    alphas = parse_grid(alpha, name="alpha", minimum=0.0)
+    config = SEConfig(K=K, prior=prior, activation=activation, tol=tol, max_iter=max_iter)
+    with _record(out, "committee-se", {"config": config, "alpha": alphas, "overwrite": overwrite}) as rec:
+        start = time.perf_counter()
+        curve = state_evolution(
+            alphas, config, progress=lambda it: track(it, total=2 * len(alphas), description="state evolution", quiet=quiet)
+        )
+        if rec is not None:
+            rec.timings["state_evolution"] = time.perf_counter() - start
+            io.write_table(rec.run_dir / "se.parquet", curve.to_frame())
+            rec.summary.update(n_alpha=len(alphas), n_not_converged=curve.n_failed)
+    _warn_failures(curve)
+    if json_out:
+        print_json(_se_payload(curve))
+    else:
+        console.print(f"state evolution K={K} {prior}: {len(alphas)} alphas, {curve.n_failed} fixed points not converged")
+
+
+@app.command("thresholds")
+@handle_errors
+def thresholds(
+    K: int = _K,
+    prior: str = _PRIOR,
+    activation: str = _ACT,
+    alpha_max: float = typer.Option(3.0, "--alpha-max", help="Upper end of the alpha scan."),
+    step: float = typer.Option(0.1, "--step", help="Grid step of the bracketing scan."),
+    alpha_tol: float = typer.Option(1e-4, "--alpha-tol", help="Precision of the refined thresholds."),
+    out: Path | None = typer.Option(None, "--out", help="Write a run directory (manifest, scan.parquet)."),
+    overwrite: bool = _OVERWRITE,
+    json_out: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> None:
+    """Specialization, information-theoretic and algorithmic thresholds and the order of the transition."""
+    from thermolens import io
+    from thermolens.committee import SEConfig, find_thresholds
+
+    config = SEConfig(K=K, prior=prior, activation=activation)
+    n_grid = max(1, int(round(alpha_max / step))) if step > 0 else 1
+    with _record(out, "committee-thresholds", {"config": config, "alpha_max": alpha_max, "step": step,
+                                               "alpha_tol": alpha_tol, "overwrite": overwrite}) as rec:
+        start = time.perf_counter()
+        result = find_thresholds(
+            config, alpha_max=alpha_max, step=step, alpha_tol=alpha_tol,
+            progress=lambda it: track(it, total=2 * n_grid, description="scan", quiet=quiet),
+        )
+        if rec is not None:
+            rec.timings["thresholds"] = time.perf_counter() - start
+            io.write_table(rec.run_dir / "scan.parquet", result.scan.to_frame())
+            rec.summary.update(result.summary())
+    _warn_failures(result.scan)
+    if json_out:
+        print_json(result.summary())
+    else:
+        s = result.summary()
+        console.print(", ".join(f"{k}={s[k]}" for k in ("alpha_spec", "alpha_it", "alpha_alg", "order")))
+
+
+def _amp_payload(summary, se_point) -> dict:
+    return {
+        "alpha": summary.alpha,
+        "n": summary.n,
+        "seeds": [r.seed for r in summary.runs],
+        "Q": summary.Q,
+        "q_d": summary.q_d[0], "q_d_err": summary.q_d[1],
+        "q_a": summary.q_a[0], "q_a_err": summary.q_a[1],
+        "eps_test": summary.eps_test[0], "eps_test_err": summary.eps_test[1],
+        "eps_gibbs": summary.eps_gibbs[0], "eps_gibbs_err": summary.eps_gibbs[1],
+        "n_iter": [r.n_iter for r in summary.runs],
+        "converged": [r.converged for r in summary.runs],
+        "seconds": [r.seconds for r in summary.runs],
+        "se": {"Q": se_point.Q, "q_d": se_point.q_d, "q_a": se_point.q_a, "eps_g": se_point.eps_g,
+               "eps_plugin": se_point.eps_plugin, "converged": se_point.converged},
+    }
+
+
+@app.command("amp")
+@handle_errors
+def amp(
+    K: int = _K,
+    prior: str = _PRIOR,
+    activation: str = _ACT,
+    n: int = typer.Option(5000, "--n", help="Input dimension of each instance."),
+    alpha: float = typer.Option(2.5, "--alpha", help="Samples per input dimension, m = alpha n."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="One instance per seed: 'a,b,c' or 'start:stop'."),
+    max_iter: int = typer.Option(300, "--max-iter", help="AMP iterations at most."),
+    damping: float = typer.Option(0.0, "--damping", help="Fraction of the old estimate kept per iteration."),
+    n_test: int = typer.Option(20000, "--n-test", help="Fresh samples for the test error."),
+    out: Path | None = typer.Option(None, "--out", help="Write a run directory (manifest, amp.parquet)."),
+    overwrite: bool = _OVERWRITE,
+    json_out: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> None:
+    """AMP on finite instances, averaged over seeds, beside the state-evolution prediction."""
+    from thermolens import io
+    from thermolens.committee import AMPConfig, SEConfig, amp_over_seeds, solve_fixed_point
+
+    seed_list = parse_ints(seeds, name="seeds")
+    config = AMPConfig(K=K, prior=prior, activation=activation, max_iter=max_iter, damping=damping, n_test=n_test)
+    with _record(out, "committee-amp", {"config": config, "n": n, "alpha": alpha, "seeds": seed_list,
+                                        "overwrite": overwrite}, seed=seed_list[0]) as rec:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            summary = amp_over_seeds(
+                alpha, n, seed_list, config,
+                progress=lambda it: track(it, total=len(seed_list), description="AMP", quiet=quiet),
+            )
+        for w in {str(w.message) for w in caught}:
+            console.print(f"[yellow]warning:[/] {w}")
+        se_point = solve_fixed_point(alpha, SEConfig(K=K, prior=prior, activation=activation), branch="uninformed")
+        payload = _amp_payload(summary, se_point)
+        if rec is not None:
+            rec.timings["amp"] = float(sum(r.seconds for r in summary.runs))
+            io.write_table(rec.run_dir / "amp.parquet", summary.to_frame())
+            rec.summary.update({k: payload[k] for k in ("eps_test", "eps_test_err", "q_d", "q_a")})
+    if json_out:
+        print_json(payload)
+    else:
+        m, e = summary.eps_test
+        console.print(f"AMP K={K} {prior} n={n} alpha={alpha}: test error {m:.4f} +- {e:.4f} "
+                      f"(SE plug-in {se_point.eps_plugin:.4f}); converged {sum(payload['converged'])}/{len(seed_list)}")
+
+
+@app.command("phase-diagram")
+@handle_errors
+def phase_diagram(
+    K: int = _K,
+    prior: str = _PRIOR,
+    activation: str = _ACT,
+    alpha_max: float = typer.Option(4.0, "--alpha-max", help="SE scan from --step to this alpha."),
+    step: float = typer.Option(0.1, "--step", help="SE grid step (also brackets the thresholds)."),
+    amp_alpha: str = typer.Option("0.5,1,1.5,3,4", "--amp-alpha", help="alphas at which AMP is run."),
+    n: int = typer.Option(2000, "--n", help="AMP input dimension."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="AMP seeds per alpha."),
+    large_k_alpha: str = typer.Option("0.5:12:24", "--large-k-alpha", help="alpha/K grid of the large-K panel "
+                                      "(Gaussian prior only)."),
+    out: Path = typer.Option(Path("runs/committee"), "--out", help="Run directory."),
+    overwrite: bool = _OVERWRITE,
+    json_out: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> None:
+    """State evolution (both branches, thresholds marked) and AMP points on one figure; overlaps; large K."""
+    import pandas as pd
+
+    from thermolens import io
+    from thermolens.committee import (
+        AMPConfig, SEConfig, amp_over_seeds, find_thresholds, large_k_state_evolution,
+    )
+    from thermolens.report.committee import phase_diagram_figure
+
+    amp_alphas = parse_grid(amp_alpha, name="amp-alpha", positive=True)
+    seed_list = parse_ints(seeds, name="seeds")
+    lk_alphas = parse_grid(large_k_alpha, name="large-k-alpha", minimum=0.0) if prior == "gaussian" else []
+    se_config = SEConfig(K=K, prior=prior, activation=activation)
+    amp_config = AMPConfig(K=K, prior=prior, activation=activation)
+    config = {"se": se_config, "amp": amp_config, "alpha_max": alpha_max, "step": step, "amp_alpha": amp_alphas, "n": n,
+              "seeds": seed_list, "large_k_alpha": lk_alphas, "overwrite": overwrite}
+    with _record(out, "committee-phase-diagram", config, seed=seed_list[0]) as rec:
+        t0 = time.perf_counter()
+        n_grid = max(1, int(round(alpha_max / step))) if step > 0 else 1
+        th = find_thresholds(se_config, alpha_max=alpha_max, step=step,
+                             progress=lambda it: track(it, total=2 * n_grid, description="SE", quiet=quiet))
+        curve = th.scan
+        rec.timings["state_evolution"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        amps = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for a in track(amp_alphas, total=len(amp_alphas), description="AMP", quiet=quiet):
+                amps.append(amp_over_seeds(a, n, seed_list, amp_config))
+        rec.timings["amp"] = time.perf_counter() - t0
+        large_k = large_k_state_evolution(lk_alphas) if lk_alphas else None
+        io.write_table(rec.run_dir / "se.parquet", curve.to_frame())
+        io.write_table(rec.run_dir / "amp.parquet", pd.concat([s.to_frame() for s in amps], ignore_index=True))
+        if large_k is not None:
+            io.write_table(rec.run_dir / "large_k.parquet", large_k.to_frame())
+        io.save_figure(phase_diagram_figure(curve, amps, th, large_k), rec.run_dir / "phase_diagram.png")
+        rec.summary.update(th.summary())
+        headline = {**th.summary(), "run_dir": str(rec.run_dir),
+                    "amp": [{"alpha": s.alpha, "eps_test": s.eps_test[0], "eps_test_err": s.eps_test[1],
+                             "q_d": s.q_d[0], "q_a": s.q_a[0]} for s in amps]}
+    _warn_failures(curve)
+    if json_out:
+        print_json(headline)
+    else:
+        console.print(f"wrote {out}/phase_diagram.png")
