@@ -76,8 +76,14 @@ def powerlaw(
     discrete: bool = typer.Option(False, "--discrete", help="Integer data (Hurwitz-zeta normalisation)."),
     xmin: float = typer.Option(None, "--xmin", help="Fix xmin instead of searching every distinct value by KS."),
     xmax: float = typer.Option(None, "--xmax", help="Upper truncation (data above it are dropped)."),
-    bootstrap: int = typer.Option(None, "--bootstrap", help="Bootstrap replicates for the goodness-of-fit p-value (2500 gives +-0.01)."),
-    compare: str = typer.Option(None, "--compare", help="Comma-separated alternatives: exponential,lognormal,truncated_power_law,stretched_exponential."),
+    bootstrap: int = typer.Option(
+        None, "--bootstrap", help="Bootstrap replicates for the goodness-of-fit p-value (2500 gives +-0.01)."
+    ),
+    compare: str = typer.Option(
+        None,
+        "--compare",
+        help="Comma-separated alternatives: exponential,lognormal,truncated_power_law,stretched_exponential.",
+    ),
     jobs: int = typer.Option(None, "--jobs", help="Processes for the bootstrap (default: all cores)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     out: Path = _out_option(),

@@ -50,7 +50,8 @@ def plot_ccdf(x, fit: PowerLawFit, comparisons: Sequence[Comparison] = (), ax=No
     for c in comparisons:
         alt = c.alternative_fit
         s = survival(alt.name, alt.params, grid, alt.xmin, discrete=alt.discrete)
-        ax.loglog(grid, s, "--", color=_COLOURS.get(alt.name), label=f"{alt.name.replace('_', ' ')} (R={c.loglikelihood_ratio:.1f}, p={c.p_value:.2g})")
+        label = f"{alt.name.replace('_', ' ')} (R={c.loglikelihood_ratio:.1f}, p={c.p_value:.2g})"
+        ax.loglog(grid, s, "--", color=_COLOURS.get(alt.name), label=label)
     ax.set_ylim(0.5 / tail.size, 1.5)
     ax.set_xlabel("x")
     ax.set_ylabel("P(X ≥ x | X ≥ xmin)")
@@ -82,8 +83,10 @@ def plot_mean_size(result: CracklingResult, ax=None):
     t, s = result.durations, result.mean_sizes
     ax.loglog(t, s, ".", color="0.3", label="<S>(T)")
     ref = s[0] / t[0] ** result.gamma_fit
-    ax.loglog(t, ref * t**result.gamma_fit, "-", color="C3", label=f"fit γ={result.gamma_fit:.3f}±{result.gamma_fit_stderr:.3f}")
-    ax.loglog(t, ref * t**result.gamma_predicted, "--", color="C0", label=f"(τ_t-1)/(τ-1)={result.gamma_predicted:.3f}±{result.gamma_predicted_stderr:.3f}")
+    fit_label = f"fit γ={result.gamma_fit:.3f}±{result.gamma_fit_stderr:.3f}"
+    pred_label = f"(τ_t-1)/(τ-1)={result.gamma_predicted:.3f}±{result.gamma_predicted_stderr:.3f}"
+    ax.loglog(t, ref * t**result.gamma_fit, "-", color="C3", label=fit_label)
+    ax.loglog(t, ref * t**result.gamma_predicted, "--", color="C0", label=pred_label)
     ax.set_xlabel("duration T (bins)")
     ax.set_ylabel("mean size <S>")
     ax.legend(fontsize=7, frameon=False)

@@ -160,6 +160,7 @@ def loglikelihoods(x: np.ndarray, alpha: float, xmin: float, *, discrete: bool, 
 @dataclass(frozen=True)
 class _Tail:
     x: np.ndarray  # (n,) sorted data used for the fit
+    logx: np.ndarray  # (n,) log x
     first: np.ndarray  # (n,) index of the first occurrence of x[j]'s value
     last: np.ndarray  # (n,) index of the last occurrence of x[j]'s value
     starts: np.ndarray  # (c,) first index of each candidate xmin
@@ -174,12 +175,16 @@ def _distances(tail: _Tail, r: np.ndarray, i: np.ndarray, pos: np.ndarray):
     just below (f, e) and, for discrete data, at (f2, e2) = (F(X <= x), fraction <= x)."""
     m = tail.x.size - i
     alpha, xmin = tail.alpha[r][:, None], tail.xmins[r][:, None]
-    xv = tail.x[pos]
     e = (tail.first[pos] - i) / m
-    f = _cdf_below(xv, alpha, xmin, tail.xmax, tail.discrete)
-    d = np.abs(f - e)
-    if not tail.discrete:
+    if not tail.discrete:  # log x is precomputed: one exp per point instead of a log and an exp
+        f = -np.expm1((1.0 - alpha) * (tail.logx[pos] - np.log(xmin)))
+        if tail.xmax is not None:
+            f = f / -np.expm1((1.0 - alpha) * np.log(tail.xmax / xmin))
+        d = np.abs(f - e)
         return d, f, e, f, e
+    xv = tail.x[pos]
+    f = _cdf_below(xv, alpha, xmin, tail.xmax, True)
+    d = np.abs(f - e)
     e2 = (tail.last[pos] + 1 - i) / m
     f2 = _cdf_below(xv + 1.0, alpha, xmin, tail.xmax, True)
     return np.maximum(d, np.abs(f2 - e2)), f, e, f2, e2
@@ -363,7 +368,7 @@ def fit_power_law(
             )
         starts, xmins = starts[ok], xmins[ok]
     alphas, at_bound = _candidate_alphas(data, starts, xmins, discrete, xmax)
-    tail = _Tail(data, first, last, starts, xmins, alphas, discrete, xmax)
+    tail = _Tail(data, np.log(data), first, last, starts, xmins, alphas, discrete, xmax)
     best, ks = _best_candidate(tail)
     alpha = float(alphas[best])
     x_min = float(xmins[best])
