@@ -39,26 +39,33 @@ def machine_line() -> str:
     )
 
 
+def _sections(text: str) -> dict[str, str]:
+    sections = {}
+    for chunk in text.split("\n<!-- bench:")[1:]:
+        key, _, body = chunk.partition(" -->\n")
+        sections[key] = body.rstrip() + "\n"
+    return sections
+
+
 def main(argv: list[str]) -> None:
     names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     out = HERE / "RESULTS.md"
-    previous = out.read_text() if out.exists() else ""
-    sections: dict[str, str] = {}
-    # Keep sections of benchmarks not re-run this time.
-    for chunk in previous.split("\n<!-- bench:")[1:]:
-        key, _, body = chunk.partition(" -->\n")
-        sections[key] = body.rstrip() + "\n"
+    fresh: dict[str, str] = {}
     for name in names:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         start = time.perf_counter()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         body = module.main()
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        sections[name] = (
+        fresh[name] = (
             f"{body.rstrip()}\n\n_Run {stamp} on: {machine_line()} "
             f"({time.perf_counter() - start:.0f} s for this section)._\n"
         )
         print(f"[bench] {name} done", file=sys.stderr, flush=True)
+    # Sections of benchmarks not re-run this time are kept, read only now: the file may have changed
+    # while the benchmarks ran.
+    sections = _sections(out.read_text()) if out.exists() else {}
+    sections.update(fresh)
     text = "# Benchmark results\n\nWritten by `make bench` (`python -m benchmarks`). Each section states its machine and date;\npeer figures come from the same run.\n"
     for key in sorted(sections):
         text += f"\n<!-- bench:{key} -->\n{sections[key]}"
