@@ -29,5 +29,10 @@ def _root(
     """thermolens: measure phase transitions and criticality in attention networks."""
 
 
+from thermolens.cli.grok import grok as _grok  # noqa: E402
+
+app.command("grok")(_grok)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,1 @@
+"""Models with hook points: loading, capturing attention logits, temperature inside the forward pass."""

@@ -1,0 +1,1 @@
+"""Figures and reports: draw results, never compute physics."""
