@@ -41,6 +41,9 @@ Hook = Callable[[torch.Tensor], "torch.Tensor | None"]
 
 ACTIVATIONS = ("relu", "gelu")
 
+#: contexts up to this length compute attention by broadcasting instead of batched matmul
+SMALL_CONTEXT = 16
+
 
 # --------------------------------------------------------------------------------------------------
 # hook names
@@ -241,7 +244,12 @@ class Block(nn.Module):
         q = q.view(n_batch, n_q, h, dh).transpose(1, 2)  # (batch, head, q, d_head)
         kv = kv.view(n_batch, n_pos, 2, h, dh).permute(2, 0, 3, 1, 4)  # (2, batch, head, pos, d_head)
         k, v = kv[0], kv[1]
-        logits = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(dh)  # (batch, head, q, k)
+        # Short contexts: broadcast-multiply-and-sum beats batched matmul of tiny matrices (~2x on CPU).
+        small = n_pos <= SMALL_CONTEXT
+        if small:
+            logits = (q.unsqueeze(3) * k.unsqueeze(2)).sum(-1) / math.sqrt(dh)  # (batch, head, q, k)
+        else:
+            logits = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(dh)  # (batch, head, q, k)
         logits = _apply(hooks, cache, attn_logits(L), logits)
         q_pos = torch.arange(n_pos - n_q, n_pos, device=x.device)
         k_pos = torch.arange(n_pos, device=x.device)
@@ -256,7 +264,8 @@ class Block(nn.Module):
         else:  # per-head temperatures: fold each head's beta into its logits, then the T = 1 ensemble
             pattern = boltzmann(logits * beta.view(1, h, 1, 1).to(logits.dtype), 1.0, mask)
         pattern = _apply(hooks, cache, attn_pattern(L), pattern.to(v.dtype))
-        z = torch.matmul(pattern, v).transpose(1, 2).reshape(n_batch, n_q, hd)  # (batch, q, head*d_head)
+        z = (pattern.unsqueeze(-1) * v.unsqueeze(2)).sum(3) if small else torch.matmul(pattern, v)  # (batch, head, q, d_head)
+        z = z.transpose(1, 2).reshape(n_batch, n_q, hd)  # (batch, q, head*d_head)
         attn = _apply(hooks, cache, attn_out(L), torch.matmul(z, self.W_O) + self.b_O)
         x = (x if x.shape[1] == n_q else x[:, -n_q:]) + attn
         m_in = self.ln2(x) if self.ln2 is not None else x
