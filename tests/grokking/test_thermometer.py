@@ -111,3 +111,20 @@ def test_temperature_sweep_T1_matches_reading_and_high_T_limit(setup):
         assert sweep["C"][0, 0, h] == pytest.approx(reading[f"C_eq_L0H{h}"], rel=1e-9)
     # S -> log n as T -> infinity (n = 3 keys)
     assert sweep["S"][1].min() == pytest.approx(math.log(3), abs=1e-6)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention_rows_equal_the_full_forward_in_a_deeper_model(causal):
+    cfg = hooked.HookedConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=5, d_vocab=40,
+                              d_vocab_out=40, causal=causal)
+    model = HookedTransformer(cfg, seed=3)
+    tokens = torch.randint(0, 40, (60, 5), generator=torch.Generator().manual_seed(1))
+    answer, rows = thermometer.attention_rows(model, tokens)
+    with torch.no_grad():
+        out, cache = model.run_with_cache(tokens)
+    torch.testing.assert_close(answer, out[:, -1], rtol=1e-5, atol=1e-5)
+    for layer in range(2):
+        logits, mask = rows[layer]
+        assert torch.equal(mask, cache[hooked.attn_mask(layer)])
+        full = cache[hooked.attn_logits(layer)]
+        torch.testing.assert_close(logits[..., mask], full[..., mask], rtol=1e-5, atol=1e-5)

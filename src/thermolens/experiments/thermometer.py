@@ -57,6 +57,37 @@ def _task_scores(out: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]
     return float(loss), float(acc)
 
 
+def attention_rows(
+    model: hooked.HookedTransformer, tokens: torch.Tensor  # (batch, pos)
+) -> tuple[torch.Tensor, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """The answer logits ``(batch, vocab_out)`` at the last position and, per layer, every query
+    row's attention logits ``(batch, head, q, k)`` with the mask ``(q, k)``.
+
+    Outputs are computed at the last position only. Under a causal mask, query ``i`` of the last
+    layer sees tokens ``0..i`` only, so its row is the last row of the prefix of length ``i + 1``:
+    the earlier rows come from short prefix passes instead of a full forward (same numbers, about
+    half the work for the thermometer).
+    """
+    cfg = model.cfg
+    last = cfg.n_layers - 1
+    with torch.no_grad():
+        out, cache = model.run_with_cache(tokens, last_only=True)
+        rows = {layer: (cache[hooked.attn_logits(layer)], cache[hooked.attn_mask(layer)]) for layer in range(last)}
+        if not cfg.causal:
+            _, full = model.run_with_cache(tokens)
+            rows[last] = (full[hooked.attn_logits(last)], full[hooked.attn_mask(last)])
+            return out[:, -1], rows
+        n_batch, n_pos = tokens.shape
+        eq = cache[hooked.attn_logits(last)]  # (batch, head, 1, pos)
+        logits = torch.zeros(n_batch, cfg.n_heads, n_pos, n_pos, dtype=eq.dtype, device=eq.device)  # masked keys: 0
+        logits[:, :, -1] = eq[:, :, 0]
+        for i in range(n_pos - 1):
+            _, prefix = model.run_with_cache(tokens[:, : i + 1], last_only=True)
+            logits[:, :, i, : i + 1] = prefix[hooked.attn_logits(last)][:, :, 0]
+        rows[last] = (logits, torch.tril(torch.ones(n_pos, n_pos, dtype=torch.bool, device=eq.device)))
+    return out[:, -1], rows
+
+
 def read(
     model: hooked.HookedTransformer,
     tokens: torch.Tensor,  # (batch, pos)
@@ -69,15 +100,13 @@ def read(
     ``U_eq`` for entropy, free energy and energy of the ``=`` rows, and per-head columns).
     """
     cfg = model.cfg
-    with torch.no_grad():
-        out, cache = model.run_with_cache(tokens)
-    loss, acc = _task_scores(out[:, -1], labels)
+    answer, rows = attention_rows(model, tokens)
+    loss, acc = _task_scores(answer, labels)
     reading: dict[str, float] = {"loss": loss, "acc": acc}
     one = torch.ones(1, dtype=torch.float64)
     per_head: dict[str, list[torch.Tensor]] = {k: [] for k in ("C_eq", "S_eq", "F_eq", "U_eq", "C_all", "C_pooled", "C_null")}
     for layer in range(cfg.n_layers):
-        logits = cache[hooked.attn_logits(layer)]  # (batch, head, q, k)
-        mask = cache[hooked.attn_mask(layer)]  # (q, k)
+        logits, mask = rows[layer]  # (batch, head, q, k), (q, k)
         ens = ensemble(logits, one, mask)
         C, S, F, U = (getattr(ens, f)[0] for f in ("heat_capacity", "entropy", "free_energy", "energy"))  # (batch, head, q)
         per_head["C_eq"].append(C[:, :, -1].mean(0))
@@ -119,7 +148,7 @@ def temperature_sweep(
     cfg = model.cfg
     betas = 1.0 / np.asarray(temperatures, dtype=np.float64)
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens)
+        _, cache = model.run_with_cache(tokens, last_only=True)
     C, S = [], []
     for layer in range(cfg.n_layers):
         logits = cache[hooked.attn_logits(layer)][:, :, -1:]  # (batch, head, 1, k)
