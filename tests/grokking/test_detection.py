@@ -58,3 +58,12 @@ def test_small_wiggles_are_not_peaks():
     steps = np.arange(0, 5000, 100.0)
     values = steps / 5000 + rng.normal(0, 0.01, steps.size)
     assert not detection.detect_peak(steps, values).found
+
+
+def test_sigmoid_midpoint_on_the_boundary_is_not_reported():
+    # generalization within the first reading: the fit can only put t0 on its lower bound
+    steps = np.arange(0, 5000, 100.0)
+    acc = np.where(steps > 0, 0.8 + 0.0001 * steps / 50, 0.05)
+    onset = detection.detect_onset(steps, acc)
+    assert onset.onset_50 == pytest.approx(100 * 0.45 / (0.8002 - 0.05), rel=1e-3)
+    assert math.isnan(onset.sigmoid_mid)

@@ -5,8 +5,9 @@ Generalization onset (from the logged test accuracy ``a(t)``):
 * ``onset_50`` / ``onset_90``: first step at which ``a`` reaches 0.5 / 0.9, linearly interpolated
   between the two logged steps around the crossing (NaN if never reached).
 * ``sigmoid_mid``: midpoint ``t0`` of a least-squares fit
-  ``a(t) = a0 + (a1 - a0) / (1 + exp(-(t - t0) / w))`` (NaN if the fit fails or the run never
-  passed 0.5).
+  ``a(t) = a0 + (a1 - a0) / (1 + exp(-(t - t0) / w))`` (NaN if the fit fails, ends on a bound of
+  its search range, resolves no rise (``w`` below a quarter of the reading cadence), or the run
+  never passed 0.5).
 
 ``onset_step`` — the headline — is ``onset_50``.
 
@@ -91,7 +92,14 @@ def fit_sigmoid(steps: np.ndarray, acc: np.ndarray) -> tuple[float, float]:
         )
     except (RuntimeError, ValueError):
         return math.nan, math.nan
-    return float(params[2]), float(params[3])
+    t0, w = float(params[2]), float(params[3])
+    tol = 1e-3 * span
+    cadence = float(np.median(np.diff(steps)))
+    if t0 - steps[0] < tol or steps[-1] - t0 < tol or span - w < tol or w < 0.25 * cadence:
+        # on a bound of the search, or a rise shorter than the reading cadence: the midpoint is
+        # not resolved by the data, so none is reported (never a clamped value)
+        return math.nan, math.nan
+    return t0, w
 
 
 def detect_onset(steps: np.ndarray, test_acc: np.ndarray) -> Onset:
