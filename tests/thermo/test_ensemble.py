@@ -24,8 +24,8 @@ def test_uniform_logits_have_zero_heat_capacity_and_log_n_entropy():
         np.testing.assert_allclose(ens.entropy, np.log(n), rtol=0, atol=1e-12)
         np.testing.assert_allclose(ens.heat_capacity, 0.0, rtol=0, atol=1e-12)
         # F = -T log Z = -T (beta * 0.37 + log n) = -0.37 - T log n
-        np.testing.assert_allclose(ens.free_energy, np.broadcast_to(-0.37 - np.log(n) / BETAS[:, None], (BETAS.size, 3)),
-                                   rtol=1e-12)
+        want = np.broadcast_to(-0.37 - np.log(n) / BETAS[:, None], (BETAS.size, 3))
+        np.testing.assert_allclose(ens.free_energy, want, rtol=1e-12)
         assert (ens.n_keys == n).all()
 
 
@@ -76,7 +76,8 @@ def test_high_and_low_temperature_limits():
     ens = ensemble(logits, small)
     var_u = logits.var()
     np.testing.assert_allclose(ens.entropy, np.log(n) - small**2 * var_u / 2, rtol=1e-9)
-    np.testing.assert_allclose(ens.heat_capacity, small**2 * var_u, rtol=5 * small.max() * np.abs(logits).max())
+    np.testing.assert_allclose(ens.heat_capacity, small**2 * var_u,
+                               rtol=5 * small.max() * np.abs(logits).max())
     # beta -> inf: p -> uniform on the g0 = 2 ground states, S -> log 2, C -> 0 (as beta^2 D^2 e^{-beta D}).
     large = np.array([1e2, 1e3, 1e4])
     ens = ensemble(logits, large)
@@ -157,6 +158,7 @@ def test_boltzmann_is_softmax_at_temperature_with_masked_keys_zero():
         w = np.exp(2.0 * (logits[r] - logits[r][mask[r]].max())) * mask[r]
         np.testing.assert_allclose(p[r], w / w.sum(), rtol=1e-13, atol=0)
     np.testing.assert_array_equal(p[2], 0.0)  # no valid key: all zeros, never NaN
+    assert np.isnan(boltzmann(np.array([[0.0, np.nan]]), 1.0)).all()  # a NaN logit is not hidden
     # T = 1 is the model's own attention; torch keeps dtype/device; a grid of betas stacks in front.
     x = torch.from_numpy(logits).float()
     np.testing.assert_allclose(boltzmann(x, 1.0).numpy(), torch.softmax(x, -1).numpy(), rtol=1e-6)

@@ -25,9 +25,10 @@ The number of valid keys ``n`` of each row is kept (``Ensemble.n_keys``): it is 
 variable. A row with no valid key has no ensemble: all its quantities are NaN. A row with one valid
 key has ``S = C = 0`` and ``F = U = -l``.
 
-References: the thermodynamic reading of attention follows Aranda Barois (2024) and Kim et al.
-(arXiv:2409.17206 uses energy ``-q.k`` and ``T_K = sqrt(d_k)``; see docs/thermo.md for the map
-``T_K = sqrt(d_k) T``).
+References: scaled dot-product attention as a canonical ensemble, G. Kim, arXiv:2602.08216
+(energy ``-q.k``, temperature ``T_K = sqrt(d_k)`` at the model's operating point; the map to our
+convention is ``T_K = sqrt(d_k) T``, ``F_K = sqrt(d_k) F``, ``U_K = sqrt(d_k) U``, S and C
+unchanged — docs/thermo.md).
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def _as_logits(logits: Array) -> tuple[torch.Tensor, bool]:
         if not logits.is_floating_point():
             logits = logits.double()
         return logits, False
-    arr = np.asarray(logits, dtype=np.float64)
-    return torch.from_numpy(np.ascontiguousarray(arr)), True
+    arr = np.ascontiguousarray(np.asarray(logits, dtype=np.float64))
+    if not arr.flags.writeable:  # torch cannot wrap read-only memory; copy instead
+        arr = arr.copy()
+    return torch.from_numpy(arr), True
 
 
 def _as_betas(betas: Array, device: torch.device) -> torch.Tensor:
@@ -75,24 +78,26 @@ def _as_betas(betas: Array, device: torch.device) -> torch.Tensor:
     return b.to(device)
 
 
+def _broadcast_mask(mask: Array, logits: torch.Tensor) -> torch.Tensor:
+    """A boolean mask (True = key exists) broadcast to the logits' shape, on their device."""
+    m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.array(mask))
+    if m.dtype != torch.bool:
+        raise ValueError(f"mask must be boolean (True = key exists), got dtype {m.dtype}; "
+                         "convert an additive mask with `mask = additive_mask == 0`")
+    try:
+        return torch.broadcast_to(m.to(logits.device), logits.shape)
+    except RuntimeError:
+        raise ValueError(f"mask of shape {tuple(m.shape)} does not broadcast to logits of shape "
+                         f"{tuple(logits.shape)}; give it the logits' trailing dimensions") from None
+
+
 def _valid_keys(logits: torch.Tensor, mask: Array | None) -> torch.Tensor:
     """Boolean tensor shaped like ``logits``: the key exists and its logit is not ``-inf``."""
     if torch.isnan(logits).any() or torch.isposinf(logits).any():
         raise ValueError("logits contain NaN or +inf; only finite logits (or -inf for an absent key) "
                          "have a Boltzmann weight — check the capture or mask those keys")
     valid = logits > -torch.inf
-    if mask is None:
-        return valid
-    m = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask))
-    if m.dtype != torch.bool:
-        raise ValueError(f"mask must be boolean (True = key exists), got dtype {m.dtype}; "
-                         "convert an additive mask with `mask = additive_mask == 0`")
-    try:
-        m = torch.broadcast_to(m.to(logits.device), logits.shape)
-    except RuntimeError:
-        raise ValueError(f"mask of shape {tuple(m.shape)} does not broadcast to logits of shape "
-                         f"{tuple(logits.shape)}; give it the logits' trailing dimensions") from None
-    return valid & m
+    return valid if mask is None else valid & _broadcast_mask(mask, logits)
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -117,21 +122,19 @@ def boltzmann(logits: Array, beta: float | Array, mask: Array | None = None) -> 
     Masked keys get probability exactly 0. A row with no valid key gets all zeros (not NaN, so a
     forward pass that uses this pattern is never poisoned by padding rows).
     A torch input keeps its dtype and device (so a model can call this inside its forward pass
-    and stay differentiable); any other input returns a float64 numpy array.
+    and stay differentiable); any other input returns a float64 numpy array. Logits are not
+    scanned for NaN here (that would cost a pass and a device sync inside a forward pass): a NaN
+    logit gives a NaN row, as in ``torch.softmax``.
     """
     x, to_numpy = _as_logits(logits)
     _check_logits(x)
     scalar = np.ndim(beta.detach().cpu() if isinstance(beta, torch.Tensor) else beta) == 0
     b = _as_betas(torch.as_tensor(beta, dtype=torch.float64).reshape(-1), x.device)
-    if mask is not None:
-        valid = _valid_keys(x, mask)
-    else:
-        valid = None
     scaled = b.to(x.dtype).reshape((-1,) + (1,) * x.ndim) * x  # (n_betas, ..., n_keys)
-    if valid is not None:
-        scaled = scaled.masked_fill(~valid, -torch.inf)
+    if mask is not None:
+        scaled = scaled.masked_fill(~_broadcast_mask(mask, x), -torch.inf)
     p = torch.softmax(scaled, dim=-1)
-    p = torch.where(torch.isnan(p), torch.zeros((), dtype=p.dtype, device=p.device), p)
+    p = p.masked_fill(scaled.amax(dim=-1, keepdim=True) == -torch.inf, 0.0)  # rows with no key
     if scalar:
         p = p[0]
     return _out(p, to_numpy)

@@ -1,0 +1,162 @@
+"""sequence_sums against the exact per-row ensemble, reduced by hand; fast path vs float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from thermolens.thermo import SequenceSums, boltzmann, ensemble, sequence_sums
+from thermolens.thermo.sums import SUM_FIELDS
+
+BETAS = np.geomspace(0.05, 20, 12)
+
+
+def _logits(seed=0, shape=(3, 4, 9, 11), scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64) * scale
+
+
+def _by_hand(logits, betas, mask):
+    """The per-row quantities of the sums.py table, from boltzmann/ensemble, summed by loops."""
+    x = logits.double().numpy()
+    b_, h_, n_q, n_k = x.shape
+    m = np.broadcast_to(mask.numpy() if mask is not None else True, x.shape)
+    ens = ensemble(x, betas, m)
+    out = {k: np.zeros((len(betas), b_, h_)) for k in SUM_FIELDS}
+    j = np.arange(n_k)
+    for s in range(b_):
+        for h in range(h_):
+            for i in range(n_q):
+                valid = m[s, h, i]
+                n = valid.sum()
+                if n == 0:
+                    continue
+                for k, beta in enumerate(betas):
+                    p = boltzmann(x[s, h, i], beta, valid)
+                    y = np.sum(p**2)
+                    q = 1.0 if n == 1 else (y - 1 / n) / (1 - 1 / n)
+                    u = np.where(valid, 1.0 / n, 0.0)
+                    vals = {
+                        "rows": 1.0, "keys": n,
+                        "free_energy": ens.free_energy[k, s, h, i], "energy": ens.energy[k, s, h, i],
+                        "entropy": ens.entropy[k, s, h, i], "heat_capacity": ens.heat_capacity[k, s, h, i],
+                        "concentration": q, "concentration_sq": q * q,
+                        "spread": p @ j**2 - (p @ j) ** 2, "distance": p @ (j - i) ** 2,
+                        "uniform_spread": u @ j**2 - (u @ j) ** 2, "uniform_distance": u @ (j - i) ** 2,
+                    }
+                    for key, v in vals.items():
+                        out[key][k, s, h] += v
+    return out
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "causal_padding", "ragged_with_empty_rows"])
+def test_float64_sums_equal_the_ensemble_reduced_by_hand(mask_kind):
+    logits = _logits()
+    b_, h_, n_q, n_k = logits.shape
+    if mask_kind == "none":
+        mask = None
+    elif mask_kind == "causal_padding":
+        causal = torch.ones(n_q, n_k, dtype=torch.bool).tril(diagonal=n_k - n_q)
+        pad = torch.ones(b_, 1, 1, n_k, dtype=torch.bool)
+        pad[1, ..., -3:] = False
+        mask = causal[None, None] & pad
+    else:
+        g = torch.Generator().manual_seed(1)
+        mask = torch.rand((b_, 1, n_q, n_k), generator=g) < 0.5
+        mask[0, 0, 2] = False  # a query row with no key: contributes nothing
+        mask[1, 0, 3] = False
+        mask[1, 0, 3, 4] = True  # a single key: S = C = 0, q = 1
+    got = sequence_sums(logits, BETAS, mask, precision="float64")
+    want = _by_hand(logits, BETAS, mask)
+    for k in SUM_FIELDS:
+        np.testing.assert_allclose(getattr(got, k).numpy(), want[k], rtol=1e-10, atol=1e-10, err_msg=k)
+
+
+def test_fast_precision_matches_float64_to_about_1e_6():
+    # Realistic attention-like logits: wide spread plus a few large "sink" logits per row.
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn((2, 3, 64, 64), generator=g) * 3.0
+    logits[..., 0] += 12.0
+    mask = torch.ones(64, 64, dtype=torch.bool).tril()[None, None]
+    betas = np.geomspace(0.05, 20, 40)
+    fast = sequence_sums(logits, betas, mask)
+    exact = sequence_sums(logits, betas, mask, precision="float64")
+    for k in SUM_FIELDS:
+        a, b = getattr(fast, k).numpy(), getattr(exact, k).numpy()
+        # Relative to each curve's largest magnitude over T (the scale that sets T*), per head.
+        scale = np.abs(b).max(axis=0, keepdims=True)
+        assert np.all(np.abs(a - b) <= 2e-6 * scale + 1e-300), k
+
+
+def test_chunking_and_blocking_do_not_change_results():
+    logits = _logits(seed=3, shape=(2, 3, 20, 16))
+    mask = torch.rand((2, 1, 20, 16), generator=torch.Generator().manual_seed(4)) < 0.7
+    ref = sequence_sums(logits, BETAS, mask, precision="float64")
+    tiny = sequence_sums(logits, BETAS, mask, precision="float64", chunk_bytes=1)  # one row per chunk
+    for k in SUM_FIELDS:
+        np.testing.assert_allclose(getattr(tiny, k).numpy(), getattr(ref, k).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_accelerator_kernels_agree_with_the_cpu_kernels(monkeypatch):
+    # The torch kernels (exp_, bmm) that run on CUDA, exercised here on CPU.
+    import thermolens.thermo.sums as sums_module
+
+    logits = _logits(seed=8, shape=(2, 3, 12, 10))
+    mask = torch.rand((2, 1, 12, 10), generator=torch.Generator().manual_seed(9)) < 0.7
+    want = sequence_sums(logits, BETAS, mask, precision="float64")
+    monkeypatch.setattr(sums_module, "_numpy_kernels", lambda device: False)
+    got = sequence_sums(logits, BETAS, mask, precision="float64", chunk_bytes=2**30)
+    for k in SUM_FIELDS:
+        torch.testing.assert_close(getattr(got, k), getattr(want, k), rtol=1e-12, atol=1e-12)
+
+
+def test_worker_threads_give_identical_sums_and_restore_torch_threads():
+    logits = _logits(seed=7, shape=(4, 3, 16, 16))
+    before = torch.get_num_threads()
+    one = sequence_sums(logits, BETAS, threads=1)
+    two = sequence_sums(logits, BETAS, threads=2, chunk_bytes=16 * 12 * 16 * 4)  # many small blocks
+    assert torch.get_num_threads() == before
+    for k in SUM_FIELDS:
+        torch.testing.assert_close(getattr(two, k), getattr(one, k), rtol=1e-12, atol=1e-12)
+
+
+def test_sums_are_additive_over_sequences():
+    logits = _logits(seed=5)
+    whole = sequence_sums(logits, BETAS, precision="float64")
+    parts = [sequence_sums(logits[i:i + 1], BETAS, precision="float64") for i in range(logits.shape[0])]
+    stacked = SequenceSums.concat(parts)
+    for k in SUM_FIELDS:
+        np.testing.assert_allclose(getattr(stacked, k).numpy(), getattr(whole, k).numpy(), rtol=1e-13)
+    np.testing.assert_allclose(whole.total().heat_capacity.numpy()[:, 0],
+                               (parts[0] + parts[1] + parts[2]).heat_capacity.numpy()[:, 0], rtol=1e-13)
+    np.testing.assert_allclose(whole.numpy().select([0, 2]).entropy,
+                               whole.entropy.numpy()[:, [0, 2]], rtol=0)
+
+
+def test_float16_and_numpy_inputs_and_shapes():
+    logits = _logits(seed=6, shape=(1, 2, 5, 7))
+    ss = sequence_sums(logits.numpy(), BETAS)
+    assert ss.heat_capacity.shape == (BETAS.size, 1, 2) and ss.heat_capacity.dtype == torch.float64
+    ss16 = sequence_sums(logits.half(), BETAS)
+    assert torch.isfinite(ss16.entropy).all()
+    with_grad = logits.clone().requires_grad_(True)
+    torch.testing.assert_close(sequence_sums(with_grad, BETAS).entropy, sequence_sums(logits, BETAS).entropy)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"logits": torch.zeros(3, 4)}, "batch, heads"),
+        ({"betas": [0.0, 1.0]}, "> 0"),
+        ({"mask": torch.ones(2, 2, 2, 3)}, "boolean"),
+        ({"mask": torch.ones(5, 1, 1, 1, dtype=torch.bool)}, "broadcast"),
+        ({"logits": torch.full((1, 1, 2, 3), float("nan"))}, "NaN"),
+        ({"precision": "half"}, "precision"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    args = {"logits": torch.zeros(1, 1, 2, 3), "betas": [1.0], "mask": None} | kwargs
+    precision = args.pop("precision", "float32")
+    with pytest.raises(ValueError, match=match):
+        sequence_sums(args["logits"], args["betas"], args["mask"], precision=precision)
