@@ -29,7 +29,8 @@ def test_single_run_json_and_run_directory(tmp_path):
     manifest = io.read_json(out / io.MANIFEST)
     assert manifest["status"] == "complete" and manifest["kind"] == "grok"
     run_dir = out / "runs" / "p7-seed1-frac0.5-wd1"
-    for name in ("history.parquet", "sweep.parquet", "result.json", "checkpoint.pt", "grok.png", "sweep.png"):
+    for name in ("history.parquet", "sweep.parquet", "tstar.parquet", "result.json", "checkpoint.pt", "grok.png",
+                 "sweep.png", "tstar.png"):
         assert (run_dir / name).is_file(), name
     assert (out / "runs.parquet").is_file() and (out / "study.png").is_file()
 

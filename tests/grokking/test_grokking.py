@@ -132,3 +132,21 @@ def test_small_modulus_groks_and_detection_runs():
     run = train(GrokConfig(p=23, train_fraction=0.8, max_steps=6000, every=50, stop_window=500))
     assert run.summary()["grokked"]
     assert math.isfinite(run.detection.onset_step)
+
+
+def test_critical_temperature_of_each_sweep_curve():
+    import pandas as pd
+
+    # C(T) = exp(-(ln T - ln T0)^2): a peak at T0 on a log grid, refined between grid points
+    temps = np.geomspace(0.1, 10, 33)
+    rows = [{"step": s, "layer": 0, "head": h, "T": t, "C": math.exp(-(math.log(t) - math.log(t0)) ** 2), "S": 0.0}
+            for s, t0 in ((0, 0.7), (100, 1.9)) for h in (0, 1) for t in temps]
+    out = grokking.critical_temperatures(pd.DataFrame(rows), d_head=32)
+    assert len(out) == 4 and not out["at_edge"].any()
+    np.testing.assert_allclose(out["T_star"], [0.7, 0.7, 1.9, 1.9], rtol=1e-3)
+    np.testing.assert_allclose(out["T_star_kim"], math.sqrt(32) * out["T_star"])  # Kim: T_K = sqrt(d_k) T
+
+
+def test_tiny_run_critical_temperatures(tiny_run):
+    out = grokking.critical_temperatures(tiny_run.sweep, d_head=32)
+    assert out["step"].unique().tolist() == [0, 30, 60] and len(out) == 12

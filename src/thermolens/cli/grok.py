@@ -202,7 +202,9 @@ def _progress(quiet: bool):
 
 def _figures(result, run_dir: Path) -> None:
     from thermolens import io
+    from thermolens.experiments.grokking import critical_temperatures
     from thermolens.experiments.study import load_run_tables
+    from thermolens.models.hooked import nanda2023
     from thermolens.report import grokking as report
 
     histories = {}
@@ -212,6 +214,8 @@ def _figures(result, run_dir: Path) -> None:
         io.save_figure(report.plot_run(history, row).figure, result.run_dirs[row["run"]] / "grok.png")
         if len(sweep):
             io.save_figure(report.plot_sweep(sweep).figure, result.run_dirs[row["run"]] / "sweep.png")
+            tstar = critical_temperatures(sweep, nanda2023(row["p"]).d_head)
+            io.save_figure(report.plot_tstar(tstar).figure, result.run_dirs[row["run"]] / "tstar.png")
     io.save_figure(report.plot_study(histories, result.runs), run_dir / "study.png")
     if len(result.runs) > 1:
         io.save_figure(report.plot_lead_vs_p(result.runs).figure, run_dir / "lead_vs_p.png")

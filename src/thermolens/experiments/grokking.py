@@ -202,6 +202,31 @@ def detect(history, config: GrokConfig) -> Detection:
     return Detection(onset=onset, peaks=peaks)
 
 
+def critical_temperatures(sweep, d_head: int):
+    """``T*`` of every head at every sweep checkpoint: the refined peak of its ``C(T)``
+    (``thermolens.thermo.critical_temperature``), with Kim's ``T*_K = sqrt(d_head) T*``.
+
+    ``sweep``: a run's sweep frame (step, layer, head, T, C, S). Returns one row per
+    (step, layer, head) with ``T_star, T_star_kim, C_max, at_edge`` (``at_edge``: the grid maximum
+    is an end point of the temperature grid, so T* is not bracketed).
+    """
+    import pandas as pd
+
+    from thermolens.thermo import critical_temperature
+
+    columns = ["step", "layer", "head", "T_star", "T_star_kim", "C_max", "at_edge"]
+    if len(sweep) == 0:
+        return pd.DataFrame(columns=columns)
+    table = sweep.pivot_table(index=["step", "layer", "head"], columns="T", values="C").sort_index(axis=1)
+    point = critical_temperature(table.columns.to_numpy(float), table.to_numpy(float))  # (rows,) per curve
+    frame = table.index.to_frame(index=False)
+    frame["T_star"] = point.T_star
+    frame["T_star_kim"] = math.sqrt(d_head) * np.asarray(point.T_star)
+    frame["C_max"] = point.C_max
+    frame["at_edge"] = point.at_edge
+    return frame[columns]
+
+
 def _sweep_rows(step: int, sweep: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     rows = []
     n_t, n_layers, n_heads = sweep["C"].shape

@@ -5,6 +5,7 @@ Layout of a study directory (every file written atomically)::
     runs/<name>/checkpoint.pt     model + optimizer + readings so far (resume point)
     runs/<name>/history.parquet   one row per thermometer reading   (written when the run ends)
     runs/<name>/sweep.parquet     C(T) per head at the sweep checkpoints
+    runs/<name>/tstar.parquet     T* (peak of C(T)) per head at the sweep checkpoints
     runs/<name>/result.json       the run's headline numbers; its presence marks the run finished
 
 Runs are independent processes (``concurrent.futures`` with the ``spawn`` start method, one torch
@@ -26,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from thermolens import io
-from thermolens.experiments.grokking import GrokConfig, GrokRun, train
+from thermolens.experiments.grokking import GrokConfig, GrokRun, critical_temperatures, train
+from thermolens.models.hooked import nanda2023
 
 RESULT = "result.json"
 GRID_KEYS = ("p", "seed", "train_fraction", "weight_decay")
@@ -108,6 +110,7 @@ def write_run(run: GrokRun, run_dir: Path) -> dict[str, Any]:
     """Tables and the result of a finished run; ``result.json`` last, since it marks completion."""
     io.write_table(run_dir / "history.parquet", run.history)
     io.write_table(run_dir / "sweep.parquet", run.sweep)
+    io.write_table(run_dir / "tstar.parquet", critical_temperatures(run.sweep, nanda2023(run.config.p).d_head))
     summary = {"run": run_dir.name, **run.summary()}
     io.write_json(run_dir / RESULT, summary)
     return summary

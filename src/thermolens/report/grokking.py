@@ -118,3 +118,19 @@ def plot_sweep(sweep, *, ax=None):
     ax.set_xlabel("T (our units; Kim's T_K = sqrt(d_head) T)")
     ax.set_ylabel("C(T), = row, mean over heads")
     return ax
+
+
+def plot_tstar(tstar, *, ax=None):
+    """``T*`` (peak of C(T)) of each head against the training step; hollow markers where the peak
+    sits at an end of the temperature grid (not bracketed). Returns the Axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    for (layer, head), part in tstar.groupby(["layer", "head"]):
+        line, = ax.plot(part["step"], part["T_star"], marker="o", ms=3, lw=1, label=f"L{layer}H{head}")
+        edge = part[part["at_edge"].astype(bool)]
+        ax.scatter(edge["step"], edge["T_star"], s=30, facecolors="none", edgecolors=line.get_color())
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("T* (ours; Kim's T*_K = sqrt(d_head) T*)")
+    ax.legend(fontsize=7, ncol=2)
+    return ax
