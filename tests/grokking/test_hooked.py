@@ -122,3 +122,16 @@ def test_bad_temperature_and_tokens():
         model(torch.zeros(1, 3, dtype=torch.long), temperature=-1.0)
     with pytest.raises(ValueError, match="n_ctx"):
         model(torch.zeros(1, 5, dtype=torch.long))
+
+
+def test_stop_after_caches_up_to_the_named_point_only():
+    model = HookedTransformer(nanda2023(113), seed=6)
+    tokens = _tokens(n=30)
+    _, full = model.run_with_cache(tokens)
+    out, cache = model.run_with_cache(tokens, stop_after=hooked.attn_logits(0))
+    assert out is None
+    torch.testing.assert_close(cache[hooked.attn_logits(0)], full[hooked.attn_logits(0)])
+    assert torch.equal(cache[hooked.attn_mask(0)], full[hooked.attn_mask(0)])
+    assert hooked.attn_pattern(0) not in cache and hooked.mlp_post(0) not in cache
+    with pytest.raises(ValueError, match="not a hook point"):
+        model.run_with_cache(tokens, stop_after="blocks.7.attn.logits")

@@ -65,8 +65,8 @@ def attention_rows(
 
     Outputs are computed at the last position only. Under a causal mask, query ``i`` of the last
     layer sees tokens ``0..i`` only, so its row is the last row of the prefix of length ``i + 1``:
-    the earlier rows come from short prefix passes instead of a full forward (same numbers, about
-    half the work for the thermometer).
+    the earlier rows come from prefix passes that stop at those logits instead of a full forward
+    (same numbers, a fraction of the work).
     """
     cfg = model.cfg
     last = cfg.n_layers - 1
@@ -82,7 +82,7 @@ def attention_rows(
         logits = torch.zeros(n_batch, cfg.n_heads, n_pos, n_pos, dtype=eq.dtype, device=eq.device)  # masked keys: 0
         logits[:, :, -1] = eq[:, :, 0]
         for i in range(n_pos - 1):
-            _, prefix = model.run_with_cache(tokens[:, : i + 1], last_only=True)
+            _, prefix = model.run_with_cache(tokens[:, : i + 1], last_only=True, stop_after=hooked.attn_logits(last))
             logits[:, :, i, : i + 1] = prefix[hooked.attn_logits(last)][:, :, 0]
         rows[last] = (logits, torch.tril(torch.ones(n_pos, n_pos, dtype=torch.bool, device=eq.device)))
     return out[:, -1], rows
@@ -148,7 +148,7 @@ def temperature_sweep(
     cfg = model.cfg
     betas = 1.0 / np.asarray(temperatures, dtype=np.float64)
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, last_only=True)
+        _, cache = model.run_with_cache(tokens, last_only=True, stop_after=hooked.attn_logits(cfg.n_layers - 1))
     C, S = [], []
     for layer in range(cfg.n_layers):
         logits = cache[hooked.attn_logits(layer)][:, :, -1:]  # (batch, head, 1, k)

@@ -166,6 +166,10 @@ def nanda2023(p: int = 113, **overrides) -> HookedConfig:
 # model
 
 
+class _StopForward(Exception):
+    """Raised inside a forward pass to end it once the activation asked for is cached."""
+
+
 def _apply(hooks: Mapping[str, Hook] | None, cache: dict | None, name: str, x: torch.Tensor) -> torch.Tensor:
     if hooks is not None and name in hooks:
         replaced = hooks[name](x)
@@ -250,7 +254,6 @@ class Block(nn.Module):
             logits = (q.unsqueeze(3) * k.unsqueeze(2)).sum(-1) / math.sqrt(dh)  # (batch, head, q, k)
         else:
             logits = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(dh)  # (batch, head, q, k)
-        logits = _apply(hooks, cache, attn_logits(L), logits)
         q_pos = torch.arange(n_pos - n_q, n_pos, device=x.device)
         k_pos = torch.arange(n_pos, device=x.device)
         if cfg.causal:
@@ -259,6 +262,7 @@ class Block(nn.Module):
             mask = torch.ones(n_q, n_pos, dtype=torch.bool, device=x.device)
         if cache is not None:
             cache[attn_mask(L)] = mask
+        logits = _apply(hooks, cache, attn_logits(L), logits)
         if bool(torch.all(beta == beta[0])):
             pattern = boltzmann(logits, float(beta[0]), mask)
         else:  # per-head temperatures: fold each head's beta into its logits, then the T = 1 ensemble
@@ -371,12 +375,32 @@ class HookedTransformer(nn.Module):
 
     def run_with_cache(
         self, tokens: torch.Tensor, *, temperature=None, last_only: bool = False,
-        hooks: Mapping[str, Hook] | None = None,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Forward pass that also returns every named activation (and the attention masks)."""
+        hooks: Mapping[str, Hook] | None = None, stop_after: str | None = None,
+    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Forward pass that also returns every named activation (and the attention masks).
+
+        ``stop_after``: a hook name; the pass ends once that activation is computed (and cached),
+        and the output logits are ``None`` — e.g. ``attn_logits(0)`` skips everything after the
+        first attention scores.
+        """
         cache: dict[str, torch.Tensor] = {}
-        logits = self.forward(tokens, temperature=temperature, last_only=last_only, hooks=hooks, cache=cache)
-        return logits, cache
+        if stop_after is None:
+            logits = self.forward(tokens, temperature=temperature, last_only=last_only, hooks=hooks, cache=cache)
+            return logits, cache
+        hooks = dict(hooks or {})
+        inner = hooks.get(stop_after)
+
+        def stop(x: torch.Tensor) -> None:
+            replaced = inner(x) if inner is not None else None
+            cache[stop_after] = x if replaced is None else replaced
+            raise _StopForward
+
+        hooks[stop_after] = stop
+        try:
+            self.forward(tokens, temperature=temperature, last_only=last_only, hooks=hooks, cache=cache)
+        except _StopForward:
+            return None, cache
+        raise ValueError(f"stop_after={stop_after!r} is not a hook point this forward pass reaches")
 
     def weight_norm(self) -> float:
         """Euclidean norm of all parameters together (the quantity weight decay shrinks)."""
