@@ -67,3 +67,13 @@ def test_sigmoid_midpoint_on_the_boundary_is_not_reported():
     onset = detection.detect_onset(steps, acc)
     assert onset.onset_50 == pytest.approx(100 * 0.45 / (0.8002 - 0.05), rel=1e-3)
     assert math.isnan(onset.sigmoid_mid)
+
+
+def test_small_bump_after_the_initial_rise_is_found():
+    # the shape seen in training: C rises from ~0 at initialization within a few hundred steps,
+    # then a 5% bump; a threshold relative to the full range (0 -> 0.3) would miss it
+    rng = np.random.default_rng(7)
+    steps = np.arange(0, 10000, 100.0)
+    clean = 0.3 * (1 - np.exp(-steps / 300)) + 0.015 * np.exp(-0.5 * ((steps - 5000) / 600) ** 2)
+    peak = detection.detect_peak(steps, clean + rng.normal(0, 0.001, steps.size))
+    assert peak.found and peak.step == pytest.approx(5000, abs=250)

@@ -12,11 +12,12 @@ Generalization onset (from the logged test accuracy ``a(t)``):
 ``onset_step`` — the headline — is ``onset_50``.
 
 Specific-heat peak (from a logged series ``C(t)``): the series is smoothed with a Gaussian kernel
-of ``smooth`` logged points (std), then ``scipy.signal.find_peaks`` keeps interior maxima whose
-topographic prominence is at least ``min_prominence`` times the smoothed series' range; the most
-prominent one is the peak, its step refined by a parabola through the three smoothed points around
-it. A series without such a maximum (monotone, or flat within noise) has no peak (NaN), never a
-clamped value. ``lead = onset_step - peak_step``: positive when the peak precedes generalization.
+of ``smooth_points`` logged points (std), then ``scipy.signal.find_peaks`` keeps interior maxima
+whose topographic prominence exceeds both 3x the noise (robust std, 1.4826 x MAD, of the series
+about its smoothed version) and 1% of the series' median level; the most prominent one is the peak, its step refined
+by a parabola through the three smoothed points around it. (A threshold relative to the series'
+range would be dominated by the rise of C from ~0 at initialization.) A series without such a
+maximum (monotone, or flat within noise) has no peak (NaN), never a clamped value. ``lead = onset_step - peak_step``: positive when the peak precedes generalization.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Peak:
     step: float
     value: float  # smoothed value at the peak
     prominence: float  # absolute prominence of the smoothed peak
-    relative_prominence: float  # prominence / range of the smoothed series
+    relative_prominence: float  # prominence / median level of the smoothed series
 
     @property
     def found(self) -> bool:
@@ -121,9 +122,19 @@ def smooth(values: np.ndarray, width: float) -> np.ndarray:
 
 
 def detect_peak(
-    steps: np.ndarray, values: np.ndarray, *, smooth_points: float = 2.0, min_prominence: float = 0.1
+    steps: np.ndarray,
+    values: np.ndarray,
+    *,
+    smooth_points: float = 2.0,
+    noise_factor: float = 3.0,
+    min_relative: float = 0.01,
 ) -> Peak:
-    """The most prominent interior maximum of the smoothed series (see the module docstring)."""
+    """The most prominent interior maximum of the smoothed series (see the module docstring).
+
+    A maximum counts when its prominence is at least ``noise_factor`` times the noise (robust
+    standard deviation, 1.4826 x MAD, of the series about its smoothed version) and at least
+    ``min_relative`` of the series' median level.
+    """
     from scipy.signal import find_peaks
 
     steps, values = np.asarray(steps, float), np.asarray(values, float)
@@ -132,10 +143,14 @@ def detect_peak(
     if values.size < 5:
         return NO_PEAK
     s = smooth(values, smooth_points)
-    span = float(s.max() - s.min())
-    if not span > 0:
+    level = float(np.median(np.abs(s)))
+    if not float(s.max() - s.min()) > 0:
         return NO_PEAK
-    idx, props = find_peaks(s, prominence=min_prominence * span)
+    residual = values - s
+    # robust noise scale (MAD): the steep rise of C at initialization leaves a few large residuals
+    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    threshold = max(noise_factor * noise, min_relative * level, np.finfo(float).tiny)
+    idx, props = find_peaks(s, prominence=threshold)
     if idx.size == 0:
         return NO_PEAK
     best = int(np.argmax(props["prominences"]))
@@ -146,7 +161,8 @@ def detect_peak(
     if curvature < 0 and np.allclose(np.diff(steps[i - 1 : i + 2]), steps[i + 1] - steps[i]):
         step += 0.5 * (y0 - y2) / curvature * float(steps[i + 1] - steps[i])
     prominence = float(props["prominences"][best])
-    return Peak(step=step, value=float(y1), prominence=prominence, relative_prominence=prominence / span)
+    return Peak(step=step, value=float(y1), prominence=prominence,
+                relative_prominence=prominence / level if level > 0 else math.nan)
 
 
 def lead(onset_step: float, peak: Peak) -> float:

@@ -321,6 +321,7 @@ def train(
                 "history": history, "sweep": sweep_rows, "timings": timings,
             })
 
+    already_finished = finished  # a finished checkpoint is only read, never rewritten
     while not finished:
         reading = None
         if step % config.every == 0 or step == config.max_steps:
@@ -363,7 +364,8 @@ def train(
             progress(step, config.max_steps, reading)
         if step % config.checkpoint_every == 0:
             save()
-    save()
+    if not already_finished:
+        save()
 
     frame = pd.DataFrame(history)
     return GrokRun(

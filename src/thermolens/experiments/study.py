@@ -206,7 +206,8 @@ def run_study(
     """Run (or continue) every run of ``config`` under ``study_dir/runs``; see the module docstring.
 
     ``workers`` processes run at once (1: in this process, where ``progress`` sees every step).
-    ``on_run_done(summary)`` is called as each run finishes (also for runs finished earlier).
+    ``on_run_done(summary)`` is called as each run finishes (also for runs finished earlier, which
+    are re-summarized from their final checkpoint without training).
     """
     import pandas as pd
 
@@ -219,11 +220,13 @@ def run_study(
     todo: list[GrokConfig] = []
     for c in configs:
         run_dir = run_dirs[run_name(c)]
-        done = finished_result(run_dir)
-        if done is not None and done.get("p") == c.p and done.get("seed") == c.seed:
-            results[run_name(c)] = done
+        if finished_result(run_dir) is not None:
+            # finished earlier: reload it from its final checkpoint (no training) so that its
+            # tables and headline row come from the current detection code
+            with one_torch_thread():
+                results[run_name(c)] = write_run(train(c, run_dir=run_dir), run_dir)
             if on_run_done is not None:
-                on_run_done(done)
+                on_run_done(results[run_name(c)])
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
             todo.append(c)
