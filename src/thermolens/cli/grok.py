@@ -156,19 +156,19 @@ def _run(opts: dict) -> None:
 
 
 def _execute(config, run_dir: Path, opts: dict):
+    import time
+
     from thermolens import io
     from thermolens.experiments.study import run_study
 
-    n_runs = len(config.runs())
-    workers = max(1, min(int(opts["workers"]), n_runs))
     if opts["workers"] < 1:
         raise ValueError(f"--workers {opts['workers']} must be >= 1")
+    n_runs = len(config.runs())
+    workers = min(int(opts["workers"]), n_runs)
     recorder = io.RunRecorder(
         run_dir=run_dir, kind="grok", command=io.command_line(),
         config={"study": config.to_dict(), "workers": workers}, seed=config.seeds[0],
     )
-    import time
-
     with recorder, _progress(opts["quiet"]) as bar:
         start = time.perf_counter()
         if n_runs == 1:

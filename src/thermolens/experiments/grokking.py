@@ -194,7 +194,7 @@ def grokfast_ema(model: torch.nn.Module, ema: dict[str, torch.Tensor] | None, al
     return new
 
 
-def detect(history, config: GrokConfig) -> Detection:
+def detect(history) -> Detection:
     """Onset and peaks from a run's history (see ``thermolens.experiments.detection``)."""
     steps = history["step"].to_numpy(float)
     onset = detection.detect_onset(steps, history["test_acc"].to_numpy(float))
@@ -372,7 +372,7 @@ def train(
         config=config,
         history=frame,
         sweep=pd.DataFrame(sweep_rows, columns=["step", "layer", "head", "T", "C", "S"]),
-        detection=detect(frame, config),
+        detection=detect(frame),
         steps=int(step),
         stopped_early=bool(stopped_early),
         timings=dict(timings),
