@@ -34,11 +34,13 @@ from thermolens.cli import scan as _scan  # noqa: E402
 from thermolens.cli.fit import app as _fit_app  # noqa: E402
 from thermolens.cli.meanfield import app as _meanfield_app  # noqa: E402
 from thermolens.cli.committee import app as _committee_app  # noqa: E402
+from thermolens.cli import grok as _grok  # noqa: E402
 
 app.command("scan")(_scan.scan)
 app.add_typer(_fit_app, name="fit")
 app.add_typer(_meanfield_app, name="meanfield")
 app.add_typer(_committee_app, name="committee")
+app.command("grok")(_grok.grok)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Models with hook points: loading, capturing attention logits, temperature inside the forward pass."""
 
 from thermolens.models import names
+from thermolens.models.hooked import HookedConfig, HookedTransformer, nanda2023
 from thermolens.models.attention import CapturedLogits, capture_logits, temperature, temperature_table
 from thermolens.models.loading import LoadedModel, bundled_model_dir, from_pretrained_model, load_model
 from thermolens.models.loss import mlm_corruption, model_loss
@@ -8,6 +9,9 @@ from thermolens.models.mha import MHALogits, mha_forward, mha_logits, mha_temper
 
 __all__ = [
     "names",
+    "HookedConfig",
+    "HookedTransformer",
+    "nanda2023",
     "LoadedModel",
     "load_model",
     "from_pretrained_model",

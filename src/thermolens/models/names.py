@@ -4,22 +4,25 @@ Names are built by functions, never parsed from strings by callers (STYLE.md ite
 TransformerLens's hook points). ``blocks.{layer}.{site}`` with the site one of:
 
 ==================  ===========================================================================
+``resid.pre``       residual stream entering the block, (batch, pos, d_model)
 ``attn.logits``     pre-softmax attention logits ``l = q.k * scaling + bias``, (batch, head, q, k)
 ``attn.pattern``    attention probabilities ``softmax(l / T)``, (batch, head, q, k)
+``attn.mask``       which keys exist for each query (True = key exists), (q, k) or (batch, 1, q, k)
 ``attn.out``        output of the attention sub-block, (batch, pos, d_model)
 ``mlp.post``        hidden activation of the MLP after its nonlinearity, (batch, pos, d_mlp)
 ``resid.post``      residual stream after the block, (batch, pos, d_model)
 ==================  ===========================================================================
 
-Only ``attn.logits`` is captured at present; the other names are fixed now so that later
-captures of activations use the same vocabulary.
+plus ``embed`` and ``unembed`` around the blocks. Hugging Face models expose ``attn.logits`` through
+``capture_logits``; the project's own ``HookedTransformer`` exposes every name.
 """
 
 from __future__ import annotations
 
 import operator
 
-__all__ = ["attn_logits", "attn_pattern", "attn_out", "mlp_post", "resid_post", "layer_of"]
+__all__ = ["embed", "resid_pre", "attn_logits", "attn_pattern", "attn_mask", "attn_out", "mlp_post", "resid_post",
+           "unembed", "layer_of"]
 
 _PREFIX = "blocks"
 
@@ -34,6 +37,16 @@ def _name(layer: int, site: str) -> str:
     return f"{_PREFIX}.{index}.{site}"
 
 
+def embed() -> str:
+    """``"embed"``: token plus position embeddings, before the first block."""
+    return "embed"
+
+
+def resid_pre(layer: int) -> str:
+    """``"blocks.{layer}.resid.pre"``: residual stream entering ``layer``."""
+    return _name(layer, "resid.pre")
+
+
 def attn_logits(layer: int) -> str:
     """``"blocks.{layer}.attn.logits"``: pre-softmax attention logits of every head of ``layer``."""
     return _name(layer, "attn.logits")
@@ -42,6 +55,11 @@ def attn_logits(layer: int) -> str:
 def attn_pattern(layer: int) -> str:
     """``"blocks.{layer}.attn.pattern"``: attention probabilities of every head of ``layer``."""
     return _name(layer, "attn.pattern")
+
+
+def attn_mask(layer: int) -> str:
+    """``"blocks.{layer}.attn.mask"``: which keys exist for each query of ``layer``."""
+    return _name(layer, "attn.mask")
 
 
 def attn_out(layer: int) -> str:
@@ -57,6 +75,11 @@ def mlp_post(layer: int) -> str:
 def resid_post(layer: int) -> str:
     """``"blocks.{layer}.resid.post"``: residual stream after ``layer``."""
     return _name(layer, "resid.post")
+
+
+def unembed() -> str:
+    """``"unembed"``: output logits over the vocabulary."""
+    return "unembed"
 
 
 def layer_of(name: str) -> int:

@@ -1,0 +1,1 @@
+"""Studies built from the library parts (no new physics here)."""
