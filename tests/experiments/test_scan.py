@@ -181,3 +181,18 @@ def test_detect_critical_point_reports_every_head_with_its_reason(tiny, quenched
     assert table["reason"].str.len().gt(0).all()
     with pytest.raises(ValueError, match="p_threshold"):
         detect_critical_point(quenched, tiny[2], [TEXT], p_threshold=1.5)
+
+
+def test_cli_ctrl_c_leaves_no_tables(tmp_path, tiny_dir, monkeypatch):
+    """Ctrl-C mid-scan: one line, exit 2, manifest says interrupted, no half-written table."""
+    import thermolens.experiments.scan as scan_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan_module, "scan", interrupted)
+    out = tmp_path / "run"
+    res = _run(["scan", "--model", str(tiny_dir), "--out", str(out), "--quiet"])
+    assert res.exit_code == 2 and "interrupted" in res.output
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
