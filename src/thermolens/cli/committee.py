@@ -121,9 +121,9 @@ def thresholds(
 ) -> None:
     """Specialization, information-theoretic and algorithmic thresholds and the order of the transition."""
     from thermolens import io
-    from thermolens.committee import SEConfig, find_thresholds
+    from thermolens.committee import SEConfig, SymmetricConfig, find_thresholds
 
-    config = SEConfig(K=K, prior=prior, activation=activation)
+    config = (SymmetricConfig if K >= 3 else SEConfig)(K=K, prior=prior, activation=activation)
     n_grid = max(1, int(round(alpha_max / step))) if step > 0 else 1
     with _record(out, "committee-thresholds", {"config": config, "alpha_max": alpha_max, "step": step,
                                                "alpha_tol": alpha_tol, "overwrite": overwrite}) as rec:
