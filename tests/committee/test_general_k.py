@@ -121,6 +121,8 @@ def test_eps_g_at_alpha_zero_is_one_half():
 def test_config_rejects_unsupported():
     with pytest.raises(ValueError, match="odd K"):
         SymmetricConfig(K=4)
+    with pytest.raises(ValueError, match="large_k"):
+        SymmetricConfig(K=5)
     with pytest.raises(ValueError, match="gaussian"):
         SymmetricConfig(K=3, prior="binary")
 

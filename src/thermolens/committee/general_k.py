@@ -1,4 +1,4 @@
-"""Committee-symmetric state evolution of the sign committee for finite odd K (Gaussian prior).
+"""Committee-symmetric state evolution of the sign committee for finite K = 3 (Gaussian prior).
 
 Aubin et al. (2018), arXiv:1806.05451, committee-symmetric ansatz: Q = q_d I_K + (q_a / K) 1 1^T and
 the same form for R_hat. Both are diagonal in the basis {1/sqrt(K), its orthogonal complement}; the
@@ -17,8 +17,10 @@ replica formula (Theorem 1) reduces to two scalars:
   kappa = K c / v_d = q_a / (1 - q_d) < 1, i.e. V > 0. The u-integrand grows like
   exp(kappa u^2 / 2); the substitution u = x / sqrt(1 - kappa) makes it O(1) and Gauss-Hermite in x
   then converges fast (cancellation costs only a factor ~ 1 / sqrt(1 - kappa) in precision).
-* The outer expectation over omega ~ N(0, Q) is a K-dimensional tensor Gauss-Hermite rule for
-  K <= 3 and a scrambled Sobol rule (fixed seed: a deterministic map) for K >= 5.
+* The outer expectation over omega ~ N(0, Q) is a tensor rule over one node per permutation orbit:
+  Gauss-Hermite in omega = Q^{1/2} xi for q_d < 1/2, a sinh-map trapezoid rule in omega for
+  q_d >= 1/2. Implemented for K = 1, 3 (K >= 5 would need a K-dimensional rule we have not made
+  accurate; a Sobol rule gave only ~3e-4 for K = 5).
 
 Psi_out = E_omega sum_y Z log Z; E[g_out g_out^T] = m_d I + (m_a/K) 1 1^T, whose eigenvalues give
 R_hat = alpha E[g g^T]. Free entropy (total, not per unit)
@@ -46,9 +48,9 @@ _KAPPA_MAX = 0.98  # beyond this the imaginary-factor integral loses too many di
 
 @dataclass(frozen=True)
 class SymmetricConfig:
-    """Settings of the committee-symmetric state evolution. ``K`` odd (1, 3, 5, ...); ``n_outer``:
-    Gauss-Hermite nodes per dimension of the omega integral (K <= 3) or log2 of the Sobol points
-    (K >= 5); ``n_u``: Gauss-Hermite nodes of the common-factor integral; ``tol``: fixed-point
+    """Settings of the committee-symmetric state evolution. ``K`` in {1, 3}; ``n_outer``:
+    Gauss-Hermite nodes per dimension of the omega integral (q_d < 1/2); ``step``: sinh-rule step
+    of the omega integral (q_d >= 1/2); ``n_u``: Gauss-Hermite nodes of the common-factor integral; ``tol``: fixed-point
     residual max |F(q) - q| over (q_perp, q_par)."""
 
     K: int = 3
@@ -62,9 +64,10 @@ class SymmetricConfig:
     step: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.K < 1 or self.K % 2 == 0:
-            raise ValueError(f"K={self.K}: the committee-symmetric equations are implemented for odd K "
-                             "(no ties); use K = 2 with the exact state evolution (SEConfig)")
+        if self.K not in (1, 3):
+            raise ValueError(f"K={self.K}: the committee-symmetric equations are implemented for odd K = 1, 3 "
+                             "(even K ties: use K = 2 with SEConfig; K >= 5 needs an outer K-dimensional "
+                             "integral we have not made accurate: use large_k_state_evolution for large K)")
         if self.prior != "gaussian":
             raise ValueError(f"prior={self.prior!r}: finite-K committee-symmetric state evolution is implemented "
                              "for the gaussian prior only (binary: K = 1, 2 exact)")
@@ -85,22 +88,14 @@ class SymmetricConfig:
     def outer(self) -> int:
         if self.n_outer is not None:
             return self.n_outer
-        return {1: 80, 3: 24}.get(self.K, 14)
+        return 80 if self.K == 1 else 24
 
 
 @functools.lru_cache(maxsize=16)
 def _outer_rule(K: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes (N, K) and weights (N,) of E over N(0, I_K)."""
-    if K <= 3:
-        x, w = gauss_hermite(n, 1)
-        return _symmetric_orbits(x[:, 0], w, K)
-    from scipy.stats import qmc
-    from scipy.special import ndtri
-
-    u = qmc.Sobol(d=K, scramble=True, seed=12345).random_base2(n)
-    x = ndtri(np.clip(u, 1e-16, 1 - 1e-16))
-    x = np.concatenate([x, -x])  # antithetic: exact for odd integrands
-    return x, np.full(len(x), 1.0 / len(x))
+    """Nodes (N, K) and weights (N,) of E over N(0, I_K): tensor Gauss-Hermite, one node per orbit."""
+    x, w = gauss_hermite(n, 1)
+    return _symmetric_orbits(x[:, 0], w, K)
 
 
 def _tail_and_grad(p: np.ndarray, f: np.ndarray, dp: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +174,7 @@ def _omega_space_rule(K: int, q_d: float, q_par: float, step: float) -> tuple[np
 
 def _outer_nodes(q_d: float, q_a: float, config: SymmetricConfig) -> tuple[np.ndarray, np.ndarray]:
     K = config.K
-    if K <= 3 and q_d >= 0.5:
+    if K > 1 and q_d >= 0.5:
         return _omega_space_rule(K, q_d, q_d + q_a, config.step)
     xi, w = _outer_rule(K, config.outer)
     return xi @ psd_sqrt(q_d * np.eye(K) + (q_a / K) * np.ones((K, K))), w

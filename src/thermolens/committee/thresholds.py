@@ -1,4 +1,4 @@
-"""Phase-transition thresholds of the committee machine from state evolution (K = 1, 2 exact; odd K >= 3
+"""Phase-transition thresholds of the committee machine from state evolution (K = 1, 2 exact; K = 3
 committee-symmetric, Gaussian prior).
 
 Definitions (Aubin et al. 2018, arXiv:1806.05451, Sec. 3-4; Barbier et al. 2019, PNAS 116, 5451,
@@ -64,7 +64,7 @@ def _symmetric(config) -> bool:
 
 
 def _solve(alpha: float, config, *, branch: str = "uninformed", Q0: np.ndarray | None = None):
-    """One fixed point: exact SE (SEConfig, K = 1, 2) or committee-symmetric (SymmetricConfig, odd K)."""
+    """One fixed point: exact SE (SEConfig, K = 1, 2) or committee-symmetric (SymmetricConfig, K = 3)."""
     if not _symmetric(config):
         return solve_fixed_point(alpha, config, branch=branch, Q0=Q0)
     q0 = None if Q0 is None else np.array(project_overlap(Q0)) @ np.array([[1.0, 1.0], [0.0, 1.0]])
