@@ -142,3 +142,12 @@ def test_cli_se_k3_json():
 def test_cli_se_even_k_exit_2():
     res = runner.invoke(app, ["committee", "se", "--K", "4", "--alpha", "1", "--json"])
     assert res.exit_code == 2
+
+
+def test_cli_thresholds_k3_below_transition():
+    # no specialization below alpha = 2 for K = 3 (docs/committee.md: first order, alpha_IT in (11, 12))
+    res = runner.invoke(app, ["committee", "thresholds", "--K", "3", "--alpha-max", "2", "--step", "1", "--json",
+                              "--quiet"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["K"] == 3 and out["alpha_spec"] is None and out["alpha_it"] is None and out["order"] is None
