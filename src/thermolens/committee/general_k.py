@@ -50,8 +50,8 @@ _KAPPA_MAX = 0.98  # beyond this the imaginary-factor integral loses too many di
 class SymmetricConfig:
     """Settings of the committee-symmetric state evolution. ``K`` in {1, 3}; ``n_outer``:
     Gauss-Hermite nodes per dimension of the omega integral (q_d < 1/2); ``step``: sinh-rule step
-    of the omega integral (q_d >= 1/2); ``n_u``: Gauss-Hermite nodes of the common-factor integral; ``tol``: fixed-point
-    residual max |F(q) - q| over (q_perp, q_par)."""
+    of the omega integral (q_d >= 1/2); ``n_u``: Gauss-Hermite nodes of the common-factor
+    integral; ``tol``: fixed-point residual max |F(q) - q| over (q_perp, q_par)."""
 
     K: int = 3
     prior: str = "gaussian"
@@ -121,6 +121,8 @@ def _tail_and_grad(p: np.ndarray, f: np.ndarray, dp: np.ndarray, m: int) -> tupl
 def label_probability(omega: np.ndarray, q_d: float, q_a: float, K: int, n_u: int = 40):
     """Z(y | omega) for y = -1, +1 (2, N) and its omega-gradient (2, N, K), V = (1 - q_d) I - (q_a/K) 1 1^T."""
     v_d = 1.0 - q_d
+    if -1e-12 < q_a < 0.0:  # rounding of q_par - q_perp
+        q_a = 0.0
     c = q_a / K
     kappa = K * c / v_d
     if v_d <= 0 or not (0.0 <= kappa <= _KAPPA_MAX):
