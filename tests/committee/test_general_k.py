@@ -145,7 +145,7 @@ def test_cli_se_even_k_exit_2():
 
 
 def test_cli_thresholds_k3_below_transition():
-    # no specialization below alpha = 2 for K = 3 (docs/committee.md: first order, alpha_IT in (11, 12))
+    # no specialization below alpha = 2 for K = 3 (docs/committee.md: first order, alpha_IT = 11.34)
     res = runner.invoke(app, ["committee", "thresholds", "--K", "3", "--alpha-max", "2", "--step", "1", "--json",
                               "--quiet"])
     assert res.exit_code == 0, res.output
