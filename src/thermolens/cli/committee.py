@@ -13,7 +13,8 @@ from thermolens.cli._common import console, handle_errors, parse_grid, parse_int
 
 app = typer.Typer(help="Committee machine: state evolution, thresholds, AMP, phase diagram.", no_args_is_help=True)
 
-_K = typer.Option(2, "--K", help="Number of hidden units (1 or 2 for exact SE and AMP).")
+_K = typer.Option(2, "--K", help="Number of hidden units: 1, 2 exact SE and AMP; 3 committee-symmetric SE "
+                  "(gaussian prior).")
 _PRIOR = typer.Option("gaussian", "--prior", help="Teacher weight prior: gaussian or binary (Rademacher).")
 _ACT = typer.Option("sign", "--activation", help="Hidden and output activation (the sign committee).")
 _JSON = typer.Option(False, "--json", help="Print one JSON object with the headline numbers to stdout.")
@@ -79,13 +80,18 @@ def se(
 ) -> None:
     """Replica free entropy and state evolution, both branches (uninformed / informed)."""
     from thermolens import io
-    from thermolens.committee import SEConfig, state_evolution
+    from thermolens.committee import SEConfig, SymmetricConfig, state_evolution, symmetric_state_evolution
 
     alphas = parse_grid(alpha, name="alpha", minimum=0.0)
-    config = SEConfig(K=K, prior=prior, activation=activation, tol=tol, max_iter=max_iter)
+    if K >= 3:  # committee-symmetric ansatz (K = 3, Gaussian prior); K = 1, 2 exact
+        config = SymmetricConfig(K=K, prior=prior, activation=activation, tol=tol, max_iter=min(max_iter, 300))
+        solver = symmetric_state_evolution
+    else:
+        config = SEConfig(K=K, prior=prior, activation=activation, tol=tol, max_iter=max_iter)
+        solver = state_evolution
     with _record(out, "committee-se", {"config": config, "alpha": alphas, "overwrite": overwrite}) as rec:
         start = time.perf_counter()
-        curve = state_evolution(
+        curve = solver(
             alphas, config, progress=lambda it: track(it, total=2 * len(alphas), description="state evolution", quiet=quiet)
         )
         if rec is not None:
@@ -115,9 +121,9 @@ def thresholds(
 ) -> None:
     """Specialization, information-theoretic and algorithmic thresholds and the order of the transition."""
     from thermolens import io
-    from thermolens.committee import SEConfig, find_thresholds
+    from thermolens.committee import SEConfig, SymmetricConfig, find_thresholds
 
-    config = SEConfig(K=K, prior=prior, activation=activation)
+    config = (SymmetricConfig if K >= 3 else SEConfig)(K=K, prior=prior, activation=activation)
     n_grid = max(1, int(round(alpha_max / step))) if step > 0 else 1
     with _record(out, "committee-thresholds", {"config": config, "alpha_max": alpha_max, "step": step,
                                                "alpha_tol": alpha_tol, "overwrite": overwrite}) as rec:

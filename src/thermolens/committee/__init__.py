@@ -7,6 +7,11 @@ arXiv:1806.05451. See docs/committee.md for the formulas and conventions.
 
 from thermolens.committee.amp import AMPConfig, AMPResult, AMPSummary, amp_over_seeds, run_amp
 from thermolens.committee.data import CommitteeData, generate
+from thermolens.committee.general_k import (
+    SymmetricConfig,
+    solve_symmetric,
+    symmetric_state_evolution,
+)
 from thermolens.committee.generalization import gibbs_error, plugin_error
 from thermolens.committee.large_k import (
     LargeKCurve,
@@ -34,6 +39,7 @@ __all__ = [
     "LargeKPoint",
     "SECurve",
     "SEConfig",
+    "SymmetricConfig",
     "Thresholds",
     "amp_over_seeds",
     "find_thresholds",
@@ -45,5 +51,7 @@ __all__ = [
     "run_amp",
     "solve_fixed_point",
     "solve_large_k",
+    "solve_symmetric",
     "state_evolution",
+    "symmetric_state_evolution",
 ]
