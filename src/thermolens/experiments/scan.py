@@ -100,7 +100,8 @@ class ScanResult:
         ``C_max``, ``at_edge`` (maximum on the grid's edge: T* is then only a bound), ``n_keys`` (mean
         valid keys per row), ``logit_std``, the null ensembles' ``T_star_null_gauss``/``_shuffled`` and
         ``C_max_null_*``, ``differs_from_null`` (the CI excludes both null T*), ``T_star_kim``
-        (= T* sqrt(d_head), Kim's convention), the peak temperatures of xi and chi.
+        (= T* sqrt(d_head), Kim's convention), ``null_separation`` (distance of ln T* to the nearer null in
+        bootstrap standard errors), the peak temperature of chi and xi at T*.
     curves: (layer, head, T) -> F, U, S, C, xi, chi, and C of both nulls, all row-averaged.
     losses: (T, loss) in propagated mode when the model has a head to score, else None.
     """
@@ -438,7 +439,9 @@ def _tabulate(acc, layers, heads, temps, config: ScanConfig, d_head: int) -> tup
             t_gauss = float(nulls["gauss"][1].T_star[k])
             t_shuf = float(nulls["shuffled"][1].T_star[k])
             se = (np.log(hi[k]) - np.log(lo[k])) / (2 * z) if np.isfinite(lo[k]) and hi[k] > lo[k] else np.nan
-            separation = abs(np.log(t_star) - np.log(t_gauss)) / se if np.isfinite(se) else np.nan
+            # Distance to the nearer of the two nulls: a head is only as special as its closest null.
+            gap = min(abs(np.log(t_star) - np.log(t_gauss)), abs(np.log(t_star) - np.log(t_shuf)))
+            separation = gap / se if np.isfinite(se) else np.nan
             differs = bool(np.isfinite(lo[k]) and not point.at_edge[k]
                            and not lo[k] <= t_gauss <= hi[k] and not lo[k] <= t_shuf <= hi[k])
             head_rows.append({

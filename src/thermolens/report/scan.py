@@ -191,8 +191,8 @@ figure{{margin:1.5em 0}}figcaption{{color:#666;font-size:12px}}</style></head><b
 <p>Conventions: logits are what the model feeds its softmax; at temperature T the pattern is softmax(l/T); C = beta^2 Var(E), per
 query row, averaged over rows. A specific-heat peak alone is not a phase transition: a softmax over n random logits peaks too
 (random-energy-model freezing, beta*sigma ~ sqrt(2 ln n)); the nulls are drawn per head with the same key structure and logit spread.
-<code>null_separation</code> = |ln T* - ln T*_null| in units of the bootstrap standard error.</p>
-<h2>Most critical-like heads (largest separation from the Gaussian null)</h2>{_table(ranked[cols].head(8))}
+<code>null_separation</code> = |ln T* - ln T*_null| for the nearer of the two nulls, in units of the bootstrap standard error.</p>
+<h2>Most critical-like heads (largest separation from the nearer null)</h2>{_table(ranked[cols].head(8))}
 <h2>Least critical-like heads</h2>{_table(ranked[cols].tail(8).iloc[::-1])}
 {images}
 </body></html>"""
