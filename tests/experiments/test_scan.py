@@ -156,7 +156,6 @@ def test_cli_rejects_empty_or_binary_text(tmp_path, tiny_dir, content):
 
 
 def test_nonfinite_logits_name_layer_and_head(tiny):
-    import transformers as tf
 
     from thermolens.models import from_pretrained_model
 
