@@ -17,7 +17,7 @@ TEXT = ("The quick brown fox jumps over the lazy dog while the cat sleeps by the
 TEMPS = tuple(float(t) for t in np.geomspace(1e-3, 10.0, 17))  # random tiny weights: logit std ~ 0.01
 
 
-def _tiny_bert(tmp_path_factory=None):
+def _tiny_bert():
     import transformers as tf
 
     from thermolens.models import bundled_model_dir, from_pretrained_model
@@ -156,7 +156,6 @@ def test_cli_rejects_empty_or_binary_text(tmp_path, tiny_dir, content):
 
 
 def test_nonfinite_logits_name_layer_and_head(tiny):
-
     from thermolens.models import from_pretrained_model
 
     model, tokenizer, _ = _tiny_bert()
