@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -14,6 +15,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from thermolens import io  # noqa: E402
+
+def _log_x(ax) -> None:
+    """Log-scaled temperature axis; minor ticks unlabelled (on a short range their labels collide)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
 
 NULL_STYLE = {"gauss": dict(color="0.35", ls="--", lw=1.4), "shuffled": dict(color="0.35", ls=":", lw=1.4)}
 
@@ -44,7 +51,7 @@ def plot_heat_capacity(result, layer: int, ax=None):
     ax.plot(mean.index, mean["C_null_gauss"], **NULL_STYLE["gauss"], label="Gaussian null")
     ax.plot(mean.index, mean["C_null_shuffled"], **NULL_STYLE["shuffled"], label="shuffled null")
     ax.axvline(1.0, color="tab:red", lw=0.8, alpha=0.6)
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_title(f"layer {layer}", fontsize=9)
     ax.set_xlabel("T")
     ax.set_ylabel("C per row")
@@ -98,7 +105,7 @@ def plot_entropy(result, ax=None):
     for k, layer in enumerate(layers):
         ax.plot([], [], color=cmap(k / max(len(layers), 1)), label=f"layer {layer}")
     ax.axvline(1.0, color="tab:red", lw=0.8, alpha=0.6)
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("T")
     ax.set_ylabel("S / ln n")
     ax.set_title("attention entropy per head", fontsize=9)
@@ -119,7 +126,7 @@ def plot_order_parameters(result, axes=None):
         axes[0].plot(part["T"], part["xi"], color=colour, label=f"layer {layer}")
         axes[1].plot(part["T"], part["chi"], color=colour)
     for ax, name in zip(axes, ("correlation length xi (tokens)", "susceptibility chi")):
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_xlabel("T")
         ax.set_title(name, fontsize=9)
         ax.axvline(1.0, color="tab:red", lw=0.8, alpha=0.6)
@@ -134,7 +141,7 @@ def plot_loss(result, ax=None):
     ax.plot(losses["T"], losses["loss"], "o-", ms=3)
     ax.axvline(result.heads["T_star"].median(), color="tab:purple", ls="--", label="median T* of heated heads")
     ax.axvline(1.0, color="tab:red", lw=0.8, alpha=0.6, label="T = 1")
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("T (propagated)")
     ax.set_ylabel("loss")
     ax.legend(fontsize=7, frameon=False)
