@@ -84,17 +84,17 @@ def detect_critical_point(
     import torch
 
     from thermolens import thermo
-    from thermolens.experiments.scan import _capture, _resolve_model, _resolve_tokens
+    from thermolens.experiments.scan import capture_batch, resolve_model, resolve_tokens
 
     if not 0 < p_threshold < 1:
         raise ValueError(f"p_threshold={p_threshold} must lie in (0, 1); Clauset et al. use 0.1")
-    loaded = _resolve_model(model, "cpu")
-    tokens = _resolve_tokens(loaded, texts, result.config)
+    loaded = resolve_model(model, "cpu")
+    tokens = resolve_tokens(loaded, texts, result.config)
     ids, mask = tokens.input_ids[:n_sequences], tokens.attention_mask[:n_sequences]
     heads = result.heads
     layers = sorted(int(v) for v in heads["layer"].unique())
     with torch.inference_mode():
-        captured = _capture(loaded, ids, mask, layers)
+        captured = capture_batch(loaded, ids, mask, layers)
     rng = np.random.default_rng(seed)
     rows = []
     for index, head_row in enumerate(heads.itertuples(index=False)):

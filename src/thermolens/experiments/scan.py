@@ -192,7 +192,8 @@ class _LayerSums:
     spread: list[tuple[Any, Any]] = field(default_factory=list)  # (sum of squares, dof) per head, null sequences
 
 
-def _resolve_model(model: Any, device: str):
+def resolve_model(model: Any, device: str):
+    """A ``LoadedModel`` from a path/name (None = bundled MiniLM), a LoadedModel, or a built HF model."""
     from thermolens import models
 
     if model is None or isinstance(model, (str, Path)):
@@ -202,7 +203,8 @@ def _resolve_model(model: Any, device: str):
     return models.from_pretrained_model(model)
 
 
-def _resolve_tokens(loaded: Any, texts: Sequence[str] | str | None, config: ScanConfig):
+def resolve_tokens(loaded: Any, texts: Sequence[str] | str | None, config: ScanConfig):
+    """The corpus (None = built-in text) tokenized and packed as ``config`` says."""
     from thermolens.data import corpus
 
     if loaded.tokenizer is None:
@@ -271,10 +273,10 @@ def scan(
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    loaded = _resolve_model(model, device)
+    loaded = resolve_model(model, device)
     timings["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tokens = _resolve_tokens(loaded, texts, config)
+    tokens = resolve_tokens(loaded, texts, config)
     timings["tokenize"] = time.perf_counter() - t0
 
     layers = _chosen(config.layers, loaded.n_layers, "layer")
@@ -305,7 +307,7 @@ def scan(
         for ids, mask in tokens.batches(config.batch_size):
             if not (quenched or null_left):
                 break
-            captured = _timed(clock, "forward", _capture, loaded, ids, mask, layers)
+            captured = _timed(clock, "forward", capture_batch, loaded, ids, mask, layers)
             take = min(null_left, ids.shape[0])
             null_left -= take
             t1 = time.perf_counter()
@@ -346,7 +348,8 @@ def _timed(clock: dict[str, float], key: str, fn: Callable, *args: Any) -> Any:
     return out
 
 
-def _capture(loaded: Any, ids: Any, mask: Any, layers: list[int]) -> Any:
+def capture_batch(loaded: Any, ids: Any, mask: Any, layers: list[int]) -> Any:
+    """Pre-softmax logits of ``layers`` for one batch, on the model's device."""
     from thermolens import models
 
     return models.capture_logits(loaded, ids.to(loaded.device), mask.to(loaded.device), layers=layers)
@@ -365,7 +368,7 @@ def _propagated(loaded, tokens, config, layers, heads, temps, acc, losses, clock
         beta = torch.tensor([1.0 / T], dtype=torch.float64)
         with models.temperature(loaded, float(T), layers=layers, heads=heads):
             for ids, mask in tokens.batches(config.batch_size):
-                captured = _timed(clock, "forward", _capture, loaded, ids, mask, layers)
+                captured = _timed(clock, "forward", capture_batch, loaded, ids, mask, layers)
                 if loaded.loss_kind is not None:
                     dev = loaded.device
                     loss = _timed(clock, "forward", models.model_loss, loaded, ids.to(dev), mask.to(dev))
