@@ -50,23 +50,34 @@ def _by_hand(logits, betas, mask):
     return out
 
 
-@pytest.mark.parametrize("mask_kind", ["none", "causal_padding", "ragged_with_empty_rows"])
-def test_float64_sums_equal_the_ensemble_reduced_by_hand(mask_kind):
-    logits = _logits()
-    b_, h_, n_q, n_k = logits.shape
-    if mask_kind == "none":
-        mask = None
-    elif mask_kind == "causal_padding":
+def _mask(kind, shape):
+    b_, h_, n_q, n_k = shape
+    if kind == "none":
+        return None
+    if kind == "causal_padding":
         causal = torch.ones(n_q, n_k, dtype=torch.bool).tril(diagonal=n_k - n_q)
         pad = torch.ones(b_, 1, 1, n_k, dtype=torch.bool)
         pad[1, ..., -3:] = False
-        mask = causal[None, None] & pad
-    else:
-        g = torch.Generator().manual_seed(1)
-        mask = torch.rand((b_, 1, n_q, n_k), generator=g) < 0.5
-        mask[0, 0, 2] = False  # a query row with no key: contributes nothing
-        mask[1, 0, 3] = False
-        mask[1, 0, 3, 4] = True  # a single key: S = C = 0, q = 1
+        return causal[None, None] & pad
+    g = torch.Generator().manual_seed(1)
+    if kind == "per_head":
+        return torch.rand(shape, generator=g) < 0.6
+    mask = torch.rand((b_, 1, n_q, n_k), generator=g) < 0.5
+    mask[0, 0, 2] = False  # a query row with no key: contributes nothing
+    mask[1, 0, 3] = False
+    mask[1, 0, 3, 4] = True  # a single key: S = C = 0, q = 1
+    return mask
+
+
+MASK_KINDS = ["none", "causal_padding", "ragged_with_empty_rows", "per_head"]
+# 7 temperatures per octave and an odd count: the fused kernel squares weights along chains.
+OCTAVE_BETAS = 1.0 / (0.05 * 2.0 ** (np.arange(23) / 7))
+
+
+@pytest.mark.parametrize("mask_kind", MASK_KINDS)
+def test_float64_sums_equal_the_ensemble_reduced_by_hand(mask_kind):
+    logits = _logits()
+    mask = _mask(mask_kind, logits.shape)
     got = sequence_sums(logits, BETAS, mask, precision="float64")
     want = _by_hand(logits, BETAS, mask)
     for k in SUM_FIELDS:
@@ -142,6 +153,38 @@ def test_float16_and_numpy_inputs_and_shapes():
     assert torch.isfinite(ss16.entropy).all()
     with_grad = logits.clone().requires_grad_(True)
     torch.testing.assert_close(sequence_sums(with_grad, BETAS).entropy, sequence_sums(logits, BETAS).entropy)
+
+
+@pytest.mark.parametrize("betas", [BETAS, OCTAVE_BETAS], ids=["geometric", "octave"])
+@pytest.mark.parametrize("mask_kind", MASK_KINDS)
+def test_fused_kernel_matches_the_ensemble_reduced_by_hand(betas, mask_kind):
+    logits = _logits(seed=11).float().double()  # float32 values: the kernel's input precision
+    mask = _mask(mask_kind, logits.shape)
+    got = sequence_sums(logits, betas, mask)  # float32 on CPU: the fused kernel
+    want = _by_hand(logits, betas, mask)
+    for k in SUM_FIELDS:
+        scale = np.abs(want[k]).max(axis=0, keepdims=True)  # per head, over T
+        assert np.all(np.abs(getattr(got, k).numpy() - want[k]) <= 2e-6 * scale + 1e-12), k
+
+
+def test_doubling_sources_form_short_chains_on_an_octave_grid():
+    from thermolens.thermo.sums import _MAX_SQUARINGS, _doubling_sources
+
+    order, source = _doubling_sources(OCTAVE_BETAS)
+    assert list(np.sort(OCTAVE_BETAS)) == list(OCTAVE_BETAS[order])
+    squared = source >= 0
+    np.testing.assert_allclose(OCTAVE_BETAS[squared], 2 * OCTAVE_BETAS[source[squared]], rtol=1e-12)
+    position = {int(k): i for i, k in enumerate(order)}
+    assert all(position[int(source[k])] < position[k] for k in np.flatnonzero(squared))  # filled first
+    depth = np.zeros(source.size, dtype=int)
+    for k in order:
+        depth[k] = depth[source[k]] + 1 if source[k] >= 0 else 0
+    assert depth.max() == _MAX_SQUARINGS
+    # 23 points over 3 2/7 octaves: fresh weights for the coldest octave's 7, then each chain of 3
+    # squarings reaches the rest (the 2 hottest octave-shifted points need no fresh exp either).
+    assert (~squared).sum() == 7
+    _, none = _doubling_sources(np.geomspace(0.05, 20, 64))  # not octave-aligned: every weight fresh
+    assert (none < 0).all()
 
 
 @pytest.mark.parametrize(

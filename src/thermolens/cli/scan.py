@@ -18,7 +18,7 @@ def scan(
     max_tokens: int = typer.Option(16384, "--max-tokens", help="Real tokens to read from the corpus."),
     seq_len: int = typer.Option(128, "--seq-len", help="Tokens per sequence, special tokens included."),
     batch_size: int = typer.Option(16, "--batch-size", help="Sequences per forward pass."),
-    temperatures: str = typer.Option("0.05:20:64", "--temperatures", help="Temperature grid: 'start:stop:count' (log-spaced) or 'T1,T2,...' ascending."),
+    temperatures: str = typer.Option("0.05:25.6:64", "--temperatures", help="Temperature grid: 'start:stop:count' (log-spaced) or 'T1,T2,...' ascending. Octave-aligned grids (a whole number of points per factor 2, like the default: 7) run fastest."),
     mode: str = typer.Option("quenched", "--mode", help="'quenched' (logits captured once, all T from them) or 'propagated' (T applied inside the forward pass; downstream layers feel it)."),
     layers: str = typer.Option(None, "--layers", help="Layers to scan (and heat, in propagated mode), e.g. '0,1' or '0:3'. Default: all."),
     heads: str = typer.Option(None, "--heads", help="Heads to scan (and heat), e.g. '0,5'. Default: all."),

@@ -37,7 +37,9 @@ from thermolens import io
 Mode = Literal["quenched", "propagated"]
 ProgressFn = Callable[[int, int], None]
 
-DEFAULT_TEMPERATURES = tuple(float(t) for t in np.geomspace(0.05, 20.0, 64))
+#: 64 temperatures, 7 per octave, from 0.05 to 25.6 (= 0.05:25.6:64): octave-aligned, so the fused
+#: ensemble kernel takes most Boltzmann weights as squares of others (``thermo.sequence_sums``).
+DEFAULT_TEMPERATURES = tuple(float(t) for t in np.geomspace(0.05, 25.6, 64))
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,9 @@ class ScanConfig:
     def __post_init__(self) -> None:
         temps = np.asarray(self.temperatures, dtype=float)
         if temps.size == 0:
-            raise ValueError("the temperature grid is empty; give at least one temperature, e.g. 0.05:20:64")
+            raise ValueError("the temperature grid is empty; give at least one temperature, e.g. 0.05:25.6:64")
         if not np.all(np.isfinite(temps)) or np.any(temps <= 0):
-            raise ValueError("temperatures must be finite and positive; e.g. --temperatures 0.05:20:64")
+            raise ValueError("temperatures must be finite and positive; e.g. --temperatures 0.05:25.6:64")
         if temps.size > 1 and np.any(np.diff(temps) <= 0):
             raise ValueError("the temperature grid must be strictly ascending")
         if self.mode not in ("quenched", "propagated"):

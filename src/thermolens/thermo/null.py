@@ -122,11 +122,10 @@ def shuffled_null_logits(
     b, h, n_q, n_k = x.shape
     centred = _row_centred(x, valid).reshape(b * h, n_q * n_k)
     v = valid.reshape(b * h, n_q * n_k)
-    # Source order: valid positions in random order (invalid last); destination: valid positions in
-    # order (invalid last). Pairing them deals the pooled values into the valid slots at random.
-    keys = torch.rand(v.shape, generator=generator, dtype=torch.float64, device=x.device)
-    src = torch.argsort(keys.masked_fill(~v, 2.0), dim=1)
-    dst = torch.argsort((~v).to(torch.int8), dim=1, stable=True)
-    out = torch.zeros_like(centred).scatter_(1, dst, centred.gather(1, src))
+    out = torch.zeros_like(centred)
+    for p in range(b * h):  # one random permutation of the panel's valid positions each
+        slots = v[p].nonzero().squeeze(1)
+        order = torch.randperm(slots.numel(), generator=generator, device=slots.device)
+        out[p, slots] = centred[p, slots[order]]
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     return out.reshape(b, h, n_q, n_k).to(dtype)

@@ -1,0 +1,255 @@
+"""The CPU kernel of ``sequence_sums``: every key sum of a row at every temperature in one fused loop.
+
+The per-(row, beta, key) work of a temperature scan is one Boltzmann weight and six running sums.
+Done with whole-array numpy/torch operations it streams each intermediate through memory several
+times and costs ~1 ns per (key, beta) per core; fused here (numba, compiled once and cached on disk)
+the weights stay in cache and the loops run in SIMD lanes.
+
+Per row, the valid keys are compacted with the ground state (the row's first maximum-logit key
+``j*``) first and written once as columns ``e = m - l >= 0``, ``e^2``, ``r = j - j*``, ``r^2``,
+zero-padded to a multiple of ``_LANES`` so every key loop runs whole vectors. The key sums run over
+the excited keys only (the ground state's weight, exactly 1, is added in float64), so ``z - 1``
+keeps full float32 relative precision and ``log z`` and ``S`` stay accurate at low T.
+
+The weight is ``w = exp(-beta e) = 2**t``, ``t = -beta e log2(e) <= 0``, evaluated inline: ``t = n
++ f`` with ``n`` an integer and ``|f| <= 1/2``, ``2**f`` from its degree-7 Taylor polynomial
+(truncation error ``(ln2 / 2)**8 / 8! < 6e-9``, below float32 rounding), and ``2**n`` written into
+the float's exponent bits. Weights below ``2**-60`` (``beta e > 41.6``) are set to 0: against the
+ground state's 1 that is an absolute error below 1e-18 per key, and it keeps every product a
+normal float (subnormal arithmetic is slow). On an octave-aligned temperature grid most weights
+are squares of others, ``exp(-2 beta e) = exp(-beta e)**2``, which costs a multiplication instead
+of the polynomial; the caller chooses which (``source``) and bounds the chains.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+#: Fields of ``panel_sums``'s per-(beta, panel) output, in order.
+BETA_FIELDS = ("log_z", "mean_e", "var_e", "concentration", "concentration_sq", "spread", "distance")
+#: Fields of its per-panel (beta-independent) output, in order.
+ROW_FIELDS = ("rows", "keys", "max_logit", "uniform_spread", "uniform_distance")
+
+_FAST = True  # the key loops' reductions may be reordered into SIMD lanes
+_LANES = 8  # float32 lanes of an AVX2 register: key columns are padded to a multiple of this
+_LOG2E = np.float32(1.4426950408889634)
+_T_MIN = np.float32(-60.0)
+_W_MIN = np.float32(2.0**-60)
+_HALF = np.float32(0.5)
+_FAR = np.float32(1e30)  # the exponent column of keys that must weigh 0: ground state and padding
+#: 1 <= z <= n_k per row, so a product of this many rows stays finite in float64 up to n_k ~ 10^9.
+_LOG_EVERY = 32
+# 2**f = sum_k (f ln2)^k / k!
+_P = tuple(np.float32(0.6931471805599453**k / np.prod(np.arange(1, k + 1, dtype=np.float64))) for k in range(8))
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """Reinterpret an int32 as the float32 with the same bits."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@njit(fastmath=_FAST, inline="always", cache=True)
+def _exp2_nonpositive(t):
+    """``2**t`` for float32 ``t <= 0``, relative error ~1e-7; 0 for ``t < -60``."""
+    if t < _T_MIN:
+        return np.float32(0.0)
+    n = np.int32(t - _HALF)  # truncation towards 0: n = ceil(t - 1/2), so f = t - n in (-1/2, 1/2]
+    f = t - np.float32(n)
+    p = _P[7]
+    p = p * f + _P[6]
+    p = p * f + _P[5]
+    p = p * f + _P[4]
+    p = p * f + _P[3]
+    p = p * f + _P[2]
+    p = p * f + _P[1]
+    p = p * f + _P[0]
+    return p * _float32_from_bits((n + np.int32(127)) << np.int32(23))
+
+
+@njit(fastmath=_FAST, cache=True)
+def _fill_exp(w, x, c, n_pad):
+    """``w[:n_pad] = 2**(c x[:n_pad])`` (``c <= 0``)."""
+    for k in range(n_pad):
+        w[k] = _exp2_nonpositive(c * x[k])
+
+
+@njit(fastmath=_FAST, cache=True)
+def _fill_square(w, w_half, n_pad):
+    """``w[:n_pad] = w_half[:n_pad]**2``, the weights at twice the inverse temperature (0 below 2**-60)."""
+    for k in range(n_pad):
+        x = w_half[k] * w_half[k]
+        w[k] = x if x >= _W_MIN else np.float32(0.0)
+
+
+@njit(fastmath=_FAST, cache=True)
+def _key_sums(w, e, ee, r, rr, n_pad):
+    """``sum w``, ``sum w e``, ``sum w e^2``, ``sum w r``, ``sum w r^2``, ``sum w^2`` over keys
+    ``[:n_pad]`` for two rows of weights ``w`` ``(2, n_k)`` at once: twelve independent running sums
+    keep the FMA units busy where six would wait on each other's latency."""
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    a4 = np.float32(0.0)
+    a5 = np.float32(0.0)
+    b0 = np.float32(0.0)
+    b1 = np.float32(0.0)
+    b2 = np.float32(0.0)
+    b3 = np.float32(0.0)
+    b4 = np.float32(0.0)
+    b5 = np.float32(0.0)
+    wa = w[0]
+    wb = w[1]
+    for k in range(n_pad):
+        a0 += wa[k]
+        a1 += wa[k] * e[k]
+        a2 += wa[k] * ee[k]
+        a3 += wa[k] * r[k]
+        a4 += wa[k] * rr[k]
+        a5 += wa[k] * wa[k]
+        b0 += wb[k]
+        b1 += wb[k] * e[k]
+        b2 += wb[k] * ee[k]
+        b3 += wb[k] * r[k]
+        b4 += wb[k] * rr[k]
+        b5 += wb[k] * wb[k]
+    return (a0, a1, a2, a3, a4, a5), (b0, b1, b2, b3, b4, b5)
+
+
+@njit(fastmath=_FAST, cache=True)
+def _row_keys(row, valid, keys, x, e, ee, r, rr):
+    """Compact a row's valid keys, ground state first, and write their padded columns.
+
+    ``x`` is the exponent column: ``e`` on excited keys, ``_FAR`` (weight 0) on the ground state
+    and the padding, where ``e``, ``e^2``, ``r``, ``r^2`` are 0. Returns ``(n, n_pad, m, j*,
+    mean j, Var_u j)``, the last two over valid keys with uniform weights.
+    """
+    n = 0
+    j_star = -1
+    k_star = 0
+    m = np.float32(0.0)
+    for j in range(row.shape[0]):
+        if valid[j]:
+            if j_star < 0 or row[j] > m:  # the first maximum, like torch.max
+                m = row[j]
+                j_star = j
+                k_star = n
+            keys[n] = j
+            n += 1
+    if n == 0:
+        return 0, 0, m, j_star, 0.0, 0.0
+    keys[k_star] = keys[0]
+    keys[0] = j_star
+    mu_j = 0.0
+    for k in range(n):
+        mu_j += keys[k]
+    mu_j /= n
+    var_j = 0.0
+    for k in range(n):
+        j = keys[k]
+        var_j += (j - mu_j) ** 2
+        e[k] = m - row[j]
+        ee[k] = e[k] * e[k]
+        r[k] = np.float32(j - j_star)
+        rr[k] = r[k] * r[k]
+        x[k] = e[k]
+    x[0] = _FAR
+    n_pad = -(-n // _LANES) * _LANES
+    for k in range(n, n_pad):
+        x[k] = _FAR
+        e[k] = 0.0
+        ee[k] = 0.0
+        r[k] = 0.0
+        rr[k] = 0.0
+    return n, n_pad, m, j_star, mu_j, var_j / n
+
+
+@njit(nogil=True, fastmath=_FAST, cache=True)
+def panel_sums(logits, mask, n_heads, panel0, betas, order, source, out_beta, out_row):
+    """Sums over the query rows of each panel (one sequence and head) of a block of panels.
+
+    ``logits`` ``(n_panels, n_q, n_k)`` float32, panel ``p`` being sequence ``(panel0 + p) //
+    n_heads``, head ``(panel0 + p) % n_heads``; ``mask`` ``(batch, heads, n_q, n_k)`` bool where a
+    size-1 axis broadcasts; ``betas`` ``(n_b,)`` float64, visited in ``order`` (ascending); the
+    weights of beta ``b`` are the squares of those of ``source[b]`` (``betas[b] = 2
+    betas[source[b]]``) or, where ``source[b] < 0``, computed afresh. Adds into ``out_beta``
+    ``(7, n_b, n_panels)`` the row sums of ``BETA_FIELDS`` — ``log z``, ``<e>``, ``Var e``, ``q``,
+    ``q^2``, ``Var_p(j)``, ``<(j - i)^2>`` — and into ``out_row`` ``(5, n_panels)`` those of
+    ``ROW_FIELDS``: 1, ``n``, ``m`` and the two uniform-attention moments, over rows with at least
+    one valid key (the definitions are in ``thermolens.thermo.sums``).
+    """
+    n_panels, n_q, n_k = logits.shape
+    n_b = betas.shape[0]
+    scale = np.empty(n_b, dtype=np.float32)
+    for b in range(n_b):
+        scale[b] = np.float32(-betas[b]) * _LOG2E
+    width = n_k + _LANES
+    x = np.empty(width, dtype=np.float32)
+    e = np.empty(width, dtype=np.float32)
+    ee = np.empty(width, dtype=np.float32)
+    r = np.empty(width, dtype=np.float32)
+    rr = np.empty(width, dtype=np.float32)
+    keys = np.empty(n_k, dtype=np.int64)
+    weights = np.zeros((n_b + n_b % 2, width), dtype=np.float32)  # even: key sums run in pairs
+    acc = np.zeros((len(BETA_FIELDS), n_b))
+    z_product = np.ones(n_b)  # the sum of log z as the log of a product, taken every _LOG_EVERY rows
+    for p in range(n_panels):
+        seq = (panel0 + p) // n_heads
+        head = (panel0 + p) % n_heads
+        panel_mask = mask[seq if mask.shape[0] > 1 else 0, head if mask.shape[1] > 1 else 0]
+        acc[:] = 0.0
+        n_rows = 0
+        for i in range(n_q):
+            n, n_pad, m, j_star, mu_j, var_j = _row_keys(
+                logits[p, i], panel_mask[i if mask.shape[2] > 1 else 0], keys, x, e, ee, r, rr)
+            if n == 0:
+                continue
+            n_rows += 1
+            d = float(j_star - i)
+            out_row[0, p] += 1.0
+            out_row[1, p] += n
+            out_row[2, p] += m
+            out_row[3, p] += var_j
+            out_row[4, p] += var_j + (mu_j - i) ** 2
+            for b in order:  # ascending beta: a weight row is filled before its square is taken
+                if source[b] < 0:
+                    _fill_exp(weights[b], x, scale[b], n_pad)
+                else:
+                    _fill_square(weights[b], weights[source[b]], n_pad)
+            q_a = n / (n - 1.0) if n > 1 else 0.0  # q = a Y - c: (Y - 1/n) / (1 - 1/n), or 1 for one key
+            q_c = 1.0 / (n - 1.0) if n > 1 else -1.0
+            for b_pair in range(0, n_b, 2):
+                pair = _key_sums(weights[b_pair:b_pair + 2], e, ee, r, rr, n_pad)
+                for b in range(b_pair, min(b_pair + 2, n_b)):
+                    s0, s1, s2, s3, s4, s5 = pair[b - b_pair]
+                    z = 1.0 + float(s0)  # the ground state's weight is exactly 1
+                    inv_z = 1.0 / z
+                    mean_e = s1 * inv_z
+                    mean_r = s3 * inv_z
+                    mean_rr = s4 * inv_z
+                    q = q_a * ((1.0 + s5) * inv_z * inv_z) - q_c
+                    z_product[b] *= z
+                    acc[1, b] += mean_e
+                    acc[2, b] += max(s2 * inv_z - mean_e * mean_e, 0.0)
+                    acc[3, b] += q
+                    acc[4, b] += q * q
+                    acc[5, b] += max(mean_rr - mean_r * mean_r, 0.0)
+                    acc[6, b] += mean_rr + 2.0 * d * mean_r + d * d
+            if n_rows % _LOG_EVERY == 0:
+                for b in range(n_b):
+                    acc[0, b] += np.log(z_product[b])
+                    z_product[b] = 1.0
+        for b in range(n_b):
+            acc[0, b] += np.log(z_product[b])
+            z_product[b] = 1.0
+        for f in range(len(BETA_FIELDS)):
+            for b in range(n_b):
+                out_beta[f, b, p] += acc[f, b]
