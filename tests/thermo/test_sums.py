@@ -187,6 +187,17 @@ def test_doubling_sources_form_short_chains_on_an_octave_grid():
     assert (none < 0).all()
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_unchecked_logits_with_minus_inf_at_masked_keys(precision):
+    # The scan's captures (checked when made) hold -inf at absent keys and skip the finiteness pass.
+    logits = _logits(seed=12)
+    mask = _mask("ragged_with_empty_rows", logits.shape)
+    want = sequence_sums(logits, BETAS, mask, precision=precision)
+    got = sequence_sums(logits.masked_fill(~mask, -torch.inf), BETAS, mask, precision=precision, check_finite=False)
+    for k in SUM_FIELDS:
+        torch.testing.assert_close(getattr(got, k), getattr(want, k), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

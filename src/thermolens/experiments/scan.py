@@ -316,7 +316,7 @@ def scan(
             for layer in layers:
                 logits, key_mask = captured.logits[layer], captured.mask[layer]
                 if quenched:
-                    acc[layer].real.append(thermo.sequence_sums(logits, betas, key_mask))
+                    acc[layer].real.append(thermo.sequence_sums(logits, betas, key_mask, check_finite=False))
                 if take:
                     _add_null_sums(acc[layer], logits[:take], key_mask[:take], betas, generator)
             clock["thermo"] += time.perf_counter() - t1
@@ -379,7 +379,8 @@ def _propagated(loaded, tokens, config, layers, heads, temps, acc, losses, clock
                         loss_n += ids.shape[0]
                 t1 = time.perf_counter()
                 for layer in layers:
-                    batch_sums[layer].append(thermo.sequence_sums(captured.logits[layer], beta, captured.mask[layer]))
+                    batch_sums[layer].append(thermo.sequence_sums(captured.logits[layer], beta, captured.mask[layer],
+                                                                check_finite=False))
                 clock["thermo"] += time.perf_counter() - t1
                 tick()
         for layer in layers:

@@ -245,19 +245,19 @@ def _eager_attention(
     is_causal = bool(getattr(module, "is_causal", False) if is_causal is None else is_causal)
     valid = _valid_keys(attention_mask, is_causal, n_q, n_k, logits.device)
     layer = module.layer_idx
-    scores_finite = bool(torch.isfinite(logits.sum(dtype=torch.float32))) if store is not None else True
     if attention_mask is not None and attention_mask.dtype != torch.bool:
         # Adding a pure 0/-inf mask changes no valid logit; only real biases are added.
         if not _is_pure_mask(attention_mask, pure_mask_cache or [None, False]):
             logits = logits + attention_mask
     if kwargs.get("position_bias") is not None:
         logits = logits + kwargs["position_bias"]
-    # -inf at missing keys: softmax gives them exactly 0, as the eager mask (dtype minimum) does.
-    logits = logits.masked_fill(~valid, -math.inf)
+    if store is not None and not bool(torch.isfinite(logits.sum())):  # one cheap pass first
+        _raise_if_non_finite(logits, valid, layer)
+    if not bool(valid.all()):  # the check is on the small mask, the fill on the big scores
+        # -inf at missing keys: softmax gives them exactly 0, as the eager mask (dtype minimum) does.
+        logits = logits.masked_fill(~valid, -math.inf)
     if store is not None:
         logits = logits.detach().float()
-        if not scores_finite or not bool(torch.isfinite(logits.amax())):
-            _raise_if_non_finite(logits, valid, layer)
         store[layer] = (logits, valid.expand(logits.shape[0], valid.shape[1], n_q, n_k))
     heated = logits if inv_t is None else logits * inv_t
     if not bool(valid.any(dim=-1).all()):

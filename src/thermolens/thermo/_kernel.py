@@ -5,11 +5,11 @@ Done with whole-array numpy/torch operations it streams each intermediate throug
 times and costs ~1 ns per (key, beta) per core; fused here (numba, compiled once and cached on disk)
 the weights stay in cache and the loops run in SIMD lanes.
 
-Per row, the valid keys are compacted with the ground state (the row's first maximum-logit key
-``j*``) first and written once as columns ``e = m - l >= 0``, ``e^2``, ``r = j - j*``, ``r^2``,
-zero-padded to a multiple of ``_LANES`` so every key loop runs whole vectors. The key sums run over
-the excited keys only (the ground state's weight, exactly 1, is added in float64), so ``z - 1``
-keeps full float32 relative precision and ``log z`` and ``S`` stay accurate at low T.
+Per row, the valid keys (a contiguous run, or compacted) are written once as columns ``e = m - l
+>= 0``, ``e^2``, ``r = j - j*``, ``r^2`` (``j*`` the row's first maximum-logit key, ``m`` its
+logit), zero-padded to a multiple of ``_LANES`` so every key loop runs whole vectors. The key sums
+run over the excited keys only (the ground state's weight, exactly 1, is added in float64), so
+``z - 1`` keeps full float32 relative precision and ``log z`` and ``S`` stay accurate at low T.
 
 The weight is ``w = exp(-beta e) = 2**t``, ``t = -beta e log2(e) <= 0``, evaluated inline: ``t = n
 + f`` with ``n`` an integer and ``|f| <= 1/2``, ``2**f`` from its degree-7 Taylor polynomial
@@ -75,25 +75,27 @@ def _exp2_nonpositive(t):
 
 
 @njit(fastmath=_FAST, cache=True)
-def _fill_exp(w, x, c, n_pad):
-    """``w[:n_pad] = 2**(c x[:n_pad])`` (``c <= 0``)."""
+def _fill_exp(w, b, x, c, n_pad):
+    """``w[b, :n_pad] = 2**(c x[:n_pad])`` (``c <= 0``)."""
     for k in range(n_pad):
-        w[k] = _exp2_nonpositive(c * x[k])
+        w[b, k] = _exp2_nonpositive(c * x[k])
 
 
 @njit(fastmath=_FAST, cache=True)
-def _fill_square(w, w_half, n_pad):
-    """``w[:n_pad] = w_half[:n_pad]**2``, the weights at twice the inverse temperature (0 below 2**-60)."""
+def _fill_square(w, b, half, n_pad):
+    """``w[b, :n_pad] = w[half, :n_pad]**2``, the weights at twice the inverse temperature (0 below
+    2**-60)."""
     for k in range(n_pad):
-        x = w_half[k] * w_half[k]
-        w[k] = x if x >= _W_MIN else np.float32(0.0)
+        x = w[half, k] * w[half, k]
+        w[b, k] = x if x >= _W_MIN else np.float32(0.0)
 
 
 @njit(fastmath=_FAST, cache=True)
-def _key_sums(w, e, ee, r, rr, n_pad):
+def _key_sums(w, b, e, ee, r, rr, n_pad):
     """``sum w``, ``sum w e``, ``sum w e^2``, ``sum w r``, ``sum w r^2``, ``sum w^2`` over keys
-    ``[:n_pad]`` for two rows of weights ``w`` ``(2, n_k)`` at once: twelve independent running sums
-    keep the FMA units busy where six would wait on each other's latency."""
+    ``[:n_pad]`` for the weight rows ``b`` and ``b + 1`` at once: twelve independent running sums
+    keep the FMA units busy where six would wait on each other's latency. (Rows are indexed, not
+    sliced: every array view made in a hot loop costs atomic reference counting.)"""
     a0 = np.float32(0.0)
     a1 = np.float32(0.0)
     a2 = np.float32(0.0)
@@ -106,62 +108,109 @@ def _key_sums(w, e, ee, r, rr, n_pad):
     b3 = np.float32(0.0)
     b4 = np.float32(0.0)
     b5 = np.float32(0.0)
-    wa = w[0]
-    wb = w[1]
+    c = b + 1
     for k in range(n_pad):
-        a0 += wa[k]
-        a1 += wa[k] * e[k]
-        a2 += wa[k] * ee[k]
-        a3 += wa[k] * r[k]
-        a4 += wa[k] * rr[k]
-        a5 += wa[k] * wa[k]
-        b0 += wb[k]
-        b1 += wb[k] * e[k]
-        b2 += wb[k] * ee[k]
-        b3 += wb[k] * r[k]
-        b4 += wb[k] * rr[k]
-        b5 += wb[k] * wb[k]
+        a0 += w[b, k]
+        a1 += w[b, k] * e[k]
+        a2 += w[b, k] * ee[k]
+        a3 += w[b, k] * r[k]
+        a4 += w[b, k] * rr[k]
+        a5 += w[b, k] * w[b, k]
+        b0 += w[c, k]
+        b1 += w[c, k] * e[k]
+        b2 += w[c, k] * ee[k]
+        b3 += w[c, k] * r[k]
+        b4 += w[c, k] * rr[k]
+        b5 += w[c, k] * w[c, k]
     return (a0, a1, a2, a3, a4, a5), (b0, b1, b2, b3, b4, b5)
 
 
-@njit(fastmath=_FAST, cache=True)
-def _row_keys(row, valid, keys, x, e, ee, r, rr):
-    """Compact a row's valid keys, ground state first, and write their padded columns.
+@njit(fastmath=_FAST, inline="always", cache=True)
+def _valid_range(mask, s, h, i):
+    """``(count, lo, hi)`` of the valid keys ``mask[s, h, i]``; ``hi - lo == count`` when contiguous."""
+    n_k = mask.shape[3]
+    count = np.int32(0)
+    for j in range(n_k):
+        count += np.int32(mask[s, h, i, j])
+    if count == n_k or count == 0:
+        return count, 0, count
+    lo = 0
+    while not mask[s, h, i, lo]:
+        lo += 1
+    hi = n_k
+    while not mask[s, h, i, hi - 1]:
+        hi -= 1
+    return count, lo, hi
 
-    ``x`` is the exponent column: ``e`` on excited keys, ``_FAR`` (weight 0) on the ground state
-    and the padding, where ``e``, ``e^2``, ``r``, ``r^2`` are 0. Returns ``(n, n_pad, m, j*,
-    mean j, Var_u j)``, the last two over valid keys with uniform weights.
+
+@njit(fastmath=_FAST, inline="always", cache=True)
+def _row_keys(logits, p, i, mask, s, h, iota, keys, x, e, ee, r, rr):
+    """Write the padded key columns of row ``logits[p, i]`` with valid keys ``mask[s, h, i]``;
+    returns ``(n, n_pad, m, j*, mean j, Var_u j)``. ``iota`` is ``0, 1, 2, ...`` in float32 (AVX2
+    converts no int64 vector to float, so indices enter the vector loops through it).
+
+    Valid keys are taken in place when they form one contiguous run (no mask, causal, padding)
+    and compacted otherwise. ``x`` is the exponent column: ``e`` on excited keys and ``_FAR``
+    (weight 0) on the ground state ``j*`` (the first maximum, like ``torch.max``) and on the
+    padding, where ``e``, ``e^2``, ``r``, ``r^2`` are 0. The last two outputs are the mean and
+    variance of the valid key indices with uniform weights.
     """
-    n = 0
-    j_star = -1
-    k_star = 0
-    m = np.float32(0.0)
-    for j in range(row.shape[0]):
-        if valid[j]:
-            if j_star < 0 or row[j] > m:  # the first maximum, like torch.max
-                m = row[j]
-                j_star = j
-                k_star = n
-            keys[n] = j
-            n += 1
+    mi = i if mask.shape[2] > 1 else 0
+    n, lo, hi = _valid_range(mask, s, h, mi)
     if n == 0:
-        return 0, 0, m, j_star, 0.0, 0.0
-    keys[k_star] = keys[0]
-    keys[0] = j_star
-    mu_j = 0.0
-    for k in range(n):
-        mu_j += keys[k]
-    mu_j /= n
-    var_j = 0.0
-    for k in range(n):
-        j = keys[k]
-        var_j += (j - mu_j) ** 2
-        e[k] = m - row[j]
-        ee[k] = e[k] * e[k]
-        r[k] = np.float32(j - j_star)
-        rr[k] = r[k] * r[k]
-        x[k] = e[k]
-    x[0] = _FAR
+        return 0, 0, np.float32(0.0), -1, 0.0, 0.0
+    if hi - lo == n:
+        m = logits[p, i, lo]
+        for j in range(lo + 1, hi):
+            v = logits[p, i, j]
+            m = v if v > m else m
+        j_star = lo
+        while logits[p, i, j_star] != m:
+            j_star += 1
+        # Few arrays per loop: LLVM vectorises a loop only if its runtime alias checks stay few.
+        for k in range(n):
+            v = m - logits[p, i, lo + k]
+            e[k] = v
+            ee[k] = v * v
+            x[k] = v
+        offset = np.float32(lo - j_star)
+        for k in range(n):
+            v = iota[k] + offset
+            r[k] = v
+            rr[k] = v * v
+        mu_j = lo + (n - 1) / 2.0
+        var_j = (n * n - 1.0) / 12.0
+        k_star = j_star - lo
+    else:
+        n = 0
+        j_star = -1
+        k_star = 0
+        m = np.float32(0.0)
+        for j in range(logits.shape[2]):
+            if mask[s, h, mi, j]:
+                if j_star < 0 or logits[p, i, j] > m:
+                    m = logits[p, i, j]
+                    j_star = j
+                    k_star = n
+                keys[n] = j
+                n += 1
+        mu_j = 0.0
+        for k in range(n):
+            mu_j += keys[k]
+        mu_j /= n
+        var_j = 0.0
+        for k in range(n):
+            j = keys[k]
+            var_j += (j - mu_j) ** 2
+            v = m - logits[p, i, j]
+            e[k] = v
+            ee[k] = v * v
+            x[k] = v
+            w = np.float32(j - j_star)
+            r[k] = w
+            rr[k] = w * w
+        var_j /= n
+    x[k_star] = _FAR
     n_pad = -(-n // _LANES) * _LANES
     for k in range(n, n_pad):
         x[k] = _FAR
@@ -169,7 +218,7 @@ def _row_keys(row, valid, keys, x, e, ee, r, rr):
         ee[k] = 0.0
         r[k] = 0.0
         rr[k] = 0.0
-    return n, n_pad, m, j_star, mu_j, var_j / n
+    return n, n_pad, m, j_star, mu_j, var_j
 
 
 @njit(nogil=True, fastmath=_FAST, cache=True)
@@ -198,18 +247,20 @@ def panel_sums(logits, mask, n_heads, panel0, betas, order, source, out_beta, ou
     r = np.empty(width, dtype=np.float32)
     rr = np.empty(width, dtype=np.float32)
     keys = np.empty(n_k, dtype=np.int64)
+    iota = np.arange(n_k).astype(np.float32)
     weights = np.zeros((n_b + n_b % 2, width), dtype=np.float32)  # even: key sums run in pairs
     acc = np.zeros((len(BETA_FIELDS), n_b))
     z_product = np.ones(n_b)  # the sum of log z as the log of a product, taken every _LOG_EVERY rows
     for p in range(n_panels):
         seq = (panel0 + p) // n_heads
         head = (panel0 + p) % n_heads
-        panel_mask = mask[seq if mask.shape[0] > 1 else 0, head if mask.shape[1] > 1 else 0]
+        ms = seq if mask.shape[0] > 1 else 0
+        mh = head if mask.shape[1] > 1 else 0
         acc[:] = 0.0
         n_rows = 0
         for i in range(n_q):
             n, n_pad, m, j_star, mu_j, var_j = _row_keys(
-                logits[p, i], panel_mask[i if mask.shape[2] > 1 else 0], keys, x, e, ee, r, rr)
+                logits, p, i, mask, ms, mh, iota, keys, x, e, ee, r, rr)
             if n == 0:
                 continue
             n_rows += 1
@@ -221,13 +272,13 @@ def panel_sums(logits, mask, n_heads, panel0, betas, order, source, out_beta, ou
             out_row[4, p] += var_j + (mu_j - i) ** 2
             for b in order:  # ascending beta: a weight row is filled before its square is taken
                 if source[b] < 0:
-                    _fill_exp(weights[b], x, scale[b], n_pad)
+                    _fill_exp(weights, b, x, scale[b], n_pad)
                 else:
-                    _fill_square(weights[b], weights[source[b]], n_pad)
+                    _fill_square(weights, b, source[b], n_pad)
             q_a = n / (n - 1.0) if n > 1 else 0.0  # q = a Y - c: (Y - 1/n) / (1 - 1/n), or 1 for one key
             q_c = 1.0 / (n - 1.0) if n > 1 else -1.0
             for b_pair in range(0, n_b, 2):
-                pair = _key_sums(weights[b_pair:b_pair + 2], e, ee, r, rr, n_pad)
+                pair = _key_sums(weights, b_pair, e, ee, r, rr, n_pad)
                 for b in range(b_pair, min(b_pair + 2, n_b)):
                     s0, s1, s2, s3, s4, s5 = pair[b - b_pair]
                     z = 1.0 + float(s0)  # the ground state's weight is exactly 1

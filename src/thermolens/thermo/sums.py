@@ -291,7 +291,7 @@ def _fields(by_beta: torch.Tensor, by_row: torch.Tensor, betas: torch.Tensor) ->
 # the whole batch, chunk by chunk
 
 
-def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _check_inputs(logits: Any, mask: Any, check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     if not isinstance(logits, torch.Tensor):
         logits = torch.as_tensor(np.array(logits))
     logits = logits.detach()  # sums are measurements, not a differentiable path
@@ -313,7 +313,7 @@ def _check_inputs(logits: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor | 
                              ) from None
     # A sum is non-finite if any entry is NaN or +-inf (or if it overflows, and then the exact
     # check below decides): one cheap pass first.
-    if bool(torch.isfinite(logits.sum())):
+    if not check_finite or bool(torch.isfinite(logits.sum())):
         return logits, mask
     finite = torch.isfinite(logits)
     if bool(finite.all()):
@@ -487,6 +487,7 @@ def sequence_sums(
     precision: str = "float32",
     chunk_bytes: int | None = None,
     threads: int | None = None,
+    check_finite: bool = True,
 ) -> SequenceSums:
     """Additive sums over valid query rows of F, U, S, C, concentration and distance moments.
 
@@ -505,10 +506,14 @@ def sequence_sums(
     4 MiB on CPU, 512 MiB on an accelerator); while their CPU workers run, torch's intra-op thread
     count is set to 1 (and restored afterwards), so do not run other torch work in parallel
     threads during the call.
+
+    ``check_finite=False`` skips the pass that looks for NaN and infinite logits, for callers that
+    have checked them already (the scan's captures are checked as they are made); -inf then
+    cannot mark absent keys, so pass a mask.
     """
     if precision not in ("float32", "float64"):
         raise ValueError(f"precision={precision!r}; use 'float32' (fast) or 'float64' (exact)")
-    logits, mask = _check_inputs(logits, mask)
+    logits, mask = _check_inputs(logits, mask, check_finite)
     device = logits.device
     b = _as_betas(betas, device)
     dtype = torch.float32 if precision == "float32" else torch.float64
@@ -518,6 +523,8 @@ def sequence_sums(
     if on_cpu and dtype == torch.float32:
         by_beta, by_row = _kernel_sums(logits, mask, b, n_workers)
     else:
+        if not check_finite and mask is not None:  # unchecked -inf at absent keys: zero them
+            logits = logits.masked_fill(~mask, 0.0)
         if chunk_bytes is None:
             chunk_bytes = CPU_CHUNK_BYTES if on_cpu else ACCEL_CHUNK_BYTES
         by_beta, by_row = _torch_sums(logits, mask, b, dtype, n_workers, chunk_bytes)
