@@ -35,6 +35,7 @@ from thermolens.experiments.cascades import Cascades
 __all__ = ["AvalancheStats", "fit_cascades", "beats_null", "MIN_AVALANCHES"]
 
 MIN_AVALANCHES = 100  # stats.crackling_relation's minimum; also enough for a 50-point tail at xmin > 1
+ALTERNATIVES = ("exponential", "lognormal", "truncated_power_law")
 SIGNIFICANCE = 0.1  # Clauset et al.'s threshold, for both the bootstrap and the likelihood ratios
 _NAN = float("nan")
 
@@ -96,10 +97,12 @@ def _decade(values: np.ndarray) -> bool:
 
 def fit_cascades(
     c: Cascades, *, source: str, n_boot: int = 0, seed: int = 0, n_jobs: int | None = None,
-    require: bool = False, context: str = "",
+    require: bool = False, context: str = "", alternatives: tuple[str, ...] = ALTERNATIVES,
 ) -> AvalancheStats:
     """Fits of ``c``'s sizes and durations (see module doc). With ``require`` too few cascades raise a
-    ``ValueError`` (saying how many there are and how many are needed), else the fields stay NaN."""
+    ``ValueError`` (saying how many there are and how many are needed), else the fields stay NaN.
+    ``alternatives``: the laws compared with the power law on its tail (scans pass fewer: each costs an
+    optimisation; the exponential, which ``is_power_law`` needs, is closed form)."""
     base = dict(source=source, lattice=c.lattice, n_avalanches=c.n, n_censored=c.n_censored)
     if c.n < MIN_AVALANCHES or np.unique(c.sizes).size < 3:
         msg = (f"only {c.n} complete avalanches{context} (and {c.n_censored} censored); need at least "
@@ -118,7 +121,7 @@ def fit_cascades(
                ks_distance=fit.ks_distance)
     notes = []
     lr = {}
-    for name in ("exponential", "lognormal", "truncated_power_law"):
+    for name in dict.fromkeys(("exponential", *alternatives)):
         try:
             with warnings.catch_warnings():
                 # quadrature of the truncated law's normalisation far in its tail may warn; the fit

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from thermolens import io
-from thermolens.experiments.avalanche_fits import AvalancheStats, beats_null, fit_cascades
+from thermolens.experiments.avalanche_fits import ALTERNATIVES, AvalancheStats, beats_null, fit_cascades
 from thermolens.experiments.cascades import (
     BASELINES,
     LATTICES,
@@ -340,10 +340,12 @@ def _mr_per_layer(counts: np.ndarray, valid: np.ndarray, n_boot: int, seed: int)
 
 def lattice_stats(counts: np.ndarray, valid: np.ndarray, n_units: int, *, source: str, lattice: str, n_boot: int,
                   n_boot_branching: int, seed: int, require: bool = False, context: str = "",
-                  mr: bool = True) -> tuple[AvalancheStats, Any, np.ndarray, np.ndarray]:
-    """(stats, cascades, per-layer sigma and stderr rows, per-layer MR rows) of one count lattice."""
+                  mr: bool = True, light: bool = False) -> tuple[AvalancheStats, Any, np.ndarray, np.ndarray]:
+    """(stats, cascades, per-layer sigma and stderr rows, per-layer MR rows) of one count lattice.
+    ``light``: compare the power law with the exponential only (threshold and temperature scans)."""
     c = cascades(counts, valid, lattice)
-    fit = fit_cascades(c, source=source, n_boot=n_boot, seed=seed, require=require, context=context)
+    fit = fit_cascades(c, source=source, n_boot=n_boot, seed=seed, require=require, context=context,
+                       alternatives=("exponential",) if light else ALTERNATIVES)
     sigma_l, se_l, sigma, se = descendants_per_ancestor(counts, valid)
     mr_rows = _mr_per_layer(counts, valid, n_boot_branching, seed) if mr else np.full((counts.shape[-1], 3), np.nan)
     fit = dataclasses.replace(
@@ -426,7 +428,7 @@ def avalanches(
     threshold_rows = []
     for k, th in enumerate(lattice.thresholds):
         fit, _, _, _ = lattice_stats(lattice.counts[k], lattice.valid, lattice.n_units, source="model", n_boot=0,
-                                     mr=False, **common)
+                                     mr=False, light=True, **common)
         threshold_rows.append({"threshold": th, **{key: getattr(fit, key) for key in (
             "tau", "tau_stderr", "xmin", "s_c", "tau_duration", "tau_duration_stderr", "branching_ratio",
             "branching_ratio_stderr", "susceptibility", "mean_activity", "n_avalanches", "is_power_law")}})
@@ -467,7 +469,7 @@ def _temperature_sweep(loaded, tokens, config: AvalancheConfig, baseline, temps,
             loss = _mean_loss(loaded, tokens, config) if loaded.loss_kind is not None else float("nan")
         tick()
         fit, _, _, _ = lattice_stats(lat.main, lat.valid, lat.n_units, source="model", lattice=config.lattice,
-                                     n_boot=0, n_boot_branching=0, seed=config.seed)
+                                     n_boot=0, n_boot_branching=0, seed=config.seed, light=True)
         rows.append({"T": float(T), **{key: getattr(fit, key) for key in (
             "tau", "tau_stderr", "s_c", "tau_duration", "branching_ratio", "branching_ratio_stderr",
             "branching_ratio_mr", "susceptibility", "mean_activity", "n_avalanches", "is_power_law")}, "loss": loss})
