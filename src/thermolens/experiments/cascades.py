@@ -45,7 +45,7 @@ import torch
 from thermolens import stats
 
 __all__ = ["BASELINES", "LATTICES", "Baseline", "fit_baseline", "layer_counts", "CountLattice", "LatticeBuilder", "Cascades",
-           "cascades", "descendants_per_ancestor", "shuffle_layers", "rate_matched_counts", "susceptibility",
+           "cluster_labels", "cascades", "descendants_per_ancestor", "shuffle_layers", "rate_matched_counts", "susceptibility",
            "synthetic_branching_network"]
 
 BASELINES = ("zscore", "quantile")
@@ -209,13 +209,18 @@ def _layer_time(counts: np.ndarray, valid: np.ndarray) -> Cascades:
     return Cascades("layer-time", av.sizes[~censored], av.durations[~censored], int(censored.sum()))
 
 
-def _token_layer(counts: np.ndarray, valid: np.ndarray) -> Cascades:
+def cluster_labels(counts: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, int]:
+    """Labels 1..n of the ``token-layer`` clusters (0 = quiet site), ``(n_seq, n_pos, n_layers)``, and n."""
     from scipy import ndimage
 
     active = (counts > 0) & valid[:, :, None]  # (seq, pos, layer)
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]  # 4-neighbours in (pos, layer), never across sequences
-    labels, n = ndimage.label(active, structure=structure)
+    return ndimage.label(active, structure=structure)
+
+
+def _token_layer(counts: np.ndarray, valid: np.ndarray) -> Cascades:
+    labels, n = cluster_labels(counts, valid)
     if n == 0:
         return Cascades("token-layer", np.zeros(0), np.zeros(0, dtype=np.int64), 0)
     flat = labels.ravel()

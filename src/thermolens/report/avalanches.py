@@ -124,6 +124,44 @@ def plot_temperature(result, axes=None):
     return axes
 
 
+def plot_definitions(counts: np.ndarray, labels: np.ndarray, axes=None, *, title: str = ""):
+    """The two cascade definitions on one sequence: ``counts`` ``(n_pos, n_layers)`` active units per site and
+    ``labels`` ``(n_pos, n_layers)`` its token-layer clusters (0 = quiet). Left: layer-time runs per token
+    (boxes around each maximal run of active layers, hatched when censored at the last layer); right:
+    token-layer clusters, one colour each."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Rectangle
+
+    if axes is None:
+        _, axes = plt.subplots(2, 1, figsize=(10, 4.6), sharex=True)
+    n_pos, n_layers = counts.shape
+    shown = np.ma.masked_equal(counts.T.astype(float), 0)
+    axes[0].imshow(shown, aspect="auto", origin="lower", cmap="Blues", interpolation="nearest",
+                   extent=(-0.5, n_pos - 0.5, -0.5, n_layers - 0.5))
+    for t in range(n_pos):
+        active = np.r_[0, counts[t] > 0, 0].astype(int)
+        edges = np.flatnonzero(np.diff(active))
+        for lo, hi in zip(edges[::2], edges[1::2]):
+            censored = hi == n_layers
+            axes[0].add_patch(Rectangle((t - 0.45, lo - 0.5), 0.9, hi - lo, fill=False, lw=0.8,
+                                        ec="tab:red" if censored else "k", hatch="//" if censored else None))
+    axes[0].set_title("layer-time: runs of active layers per token (red hatched: reach the last layer, censored)",
+                      fontsize=9)
+    n_labels = int(labels.max())
+    rng = np.random.default_rng(0)
+    palette = ListedColormap(np.vstack([[1, 1, 1, 1], plt.get_cmap("tab20")(rng.permutation(max(n_labels, 1)) % 20)]))
+    axes[1].imshow(labels.T, aspect="auto", origin="lower", cmap=palette, interpolation="nearest",
+                   vmin=0, vmax=max(n_labels, 1), extent=(-0.5, n_pos - 0.5, -0.5, n_layers - 0.5))
+    axes[1].set_title("token-layer: connected clusters of active sites (4-neighbours), one colour each", fontsize=9)
+    for ax in axes:
+        ax.set_ylabel("layer")
+        ax.set_yticks(range(n_layers))
+    axes[1].set_xlabel("token")
+    if title:
+        axes[0].figure.suptitle(title, fontsize=10)
+    return axes
+
+
 def draw_figures(result, run_dir: str | Path) -> dict[str, Path]:
     """Every figure of an avalanche analysis into ``run_dir``; returns {name: path}."""
     run_dir = Path(run_dir)
