@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
+from thermolens.experiments.avalanche_fits import beats_null
 from thermolens.experiments.avalanches import lattice_stats
 from thermolens.experiments.cascades import (
     LatticeBuilder,
@@ -187,8 +188,13 @@ def test_synthetic_network_events_are_exactly_the_branching_process():
 
 
 @pytest.fixture(scope="module")
-def critical():
-    return _synthetic_stats(1.0, 5000, 100, 1024, seed=0)[1]
+def critical_run():
+    return _synthetic_stats(1.0, 5000, 100, 1024, seed=0)
+
+
+@pytest.fixture(scope="module")
+def critical(critical_run):
+    return critical_run[1]
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +223,18 @@ def test_subcritical_branching_shows_the_exponential_cutoff(subcritical, critica
     # P(s) = e^{-ms} (ms)^{s-1} / s!), well below the finite-depth cutoff of the critical network
     s_c_theory = 1.0 / (0.9 - 1.0 - np.log(0.9))
     assert 0.5 * s_c_theory < fit.s_c < 2.0 * s_c_theory
+    assert fit.tpl_alpha == pytest.approx(1.5, abs=0.1)
     assert fit.s_c < critical.s_c / 3
+
+
+def test_real_branching_beats_both_nulls(critical_run):
+    lat, fit = critical_run
+    model_c = cascades(lat.main, lat.valid, "layer-time")
+    rng = np.random.default_rng(5)
+    for counts in (shuffle_layers(lat.main, rng), rate_matched_counts(lat.unit_rates, lat.valid, rng)):
+        null, null_c, _, _ = lattice_stats(counts, lat.valid, lat.n_units, source="null", lattice="layer-time",
+                                           n_boot=0, n_boot_branching=0, seed=0, mr=False)
+        assert beats_null(fit, model_c.sizes, null, null_c.sizes)
 
 
 @pytest.mark.slow

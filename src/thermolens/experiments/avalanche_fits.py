@@ -106,7 +106,8 @@ def fit_cascades(
     base = dict(source=source, lattice=c.lattice, n_avalanches=c.n, n_censored=c.n_censored)
     if c.n < MIN_AVALANCHES or np.unique(c.sizes).size < 3:
         msg = (f"only {c.n} complete avalanches{context} (and {c.n_censored} censored); need at least "
-               f"{MIN_AVALANCHES} for a fit: pass more tokens (--max-tokens), or change --threshold")
+               f"{MIN_AVALANCHES} for a fit: pass more tokens (--max-tokens), raise --threshold if most sites are "
+               "active (cascades merge), lower it if few are")
         if require:
             raise ValueError(msg)
         return AvalancheStats(**base, note=msg)

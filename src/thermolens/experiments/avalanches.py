@@ -402,7 +402,9 @@ def avalanches(
     timings["capture_and_extraction"] = time.perf_counter() - t0
     rng = np.random.default_rng(config.seed)
     common = dict(lattice=config.lattice, n_boot_branching=config.n_boot_branching, seed=config.seed)
-    context = f" (site {config.site}, lattice {config.lattice}, threshold {config.threshold:g}, {tokens.n_tokens} tokens)"
+    occupancy = float((lattice.main[lattice.valid] > 0).mean())
+    context = (f" (site {config.site}, lattice {config.lattice}, threshold {config.threshold:g}, {tokens.n_tokens} tokens, "
+               f"{100 * occupancy:.0f}% of (token, layer) sites active)")
 
     t0 = time.perf_counter()
     model_fit, model_c, sigma_rows, mr_rows = lattice_stats(
