@@ -109,7 +109,8 @@ def _print_human(result, run_dir: Path) -> None:
     for name, beaten in result.beats_nulls.items():
         n = result.fits[name]
         console.print(f"  null {name}: tau = {_fmt(n.tau)}, branching ratio = {_fmt(n.branching_ratio)}, "
-                      f"{n.n_avalanches} avalanches; beaten: {beaten}")
+                      f"{n.n_avalanches} avalanches, sizes vs the model's: KS p = {_fmt(n.ks_p_vs_model, 2)}; "
+                      f"beaten: {beaten}")
     verdict = "a power law that beats both nulls" if result.power_law_beats_nulls else (
         "a power law, but not distinguishable from every null" if m.is_power_law else "not a power law")
     console.print(f"verdict: {verdict}")

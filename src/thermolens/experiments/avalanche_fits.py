@@ -32,7 +32,7 @@ from scipy.integrate import IntegrationWarning
 from thermolens import stats
 from thermolens.experiments.cascades import Cascades
 
-__all__ = ["AvalancheStats", "fit_cascades", "beats_null", "MIN_AVALANCHES"]
+__all__ = ["AvalancheStats", "fit_cascades", "ks_p_value", "beats_null", "MIN_AVALANCHES"]
 
 MIN_AVALANCHES = 100  # stats.crackling_relation's minimum; also enough for a 50-point tail at xmin > 1
 ALTERNATIVES = ("exponential", "lognormal", "truncated_power_law")
@@ -80,6 +80,7 @@ class AvalancheStats:
     branching_ratio_mr: float = _NAN
     susceptibility: float = _NAN
     mean_activity: float = _NAN
+    ks_p_vs_model: float = _NAN  # nulls: two-sample KS p-value of their sizes against the model's
     note: str = ""
 
     def to_dict(self) -> dict:
@@ -181,10 +182,17 @@ def fit_cascades(
     return AvalancheStats(**out)
 
 
-def beats_null(real: AvalancheStats, real_sizes: np.ndarray, null: AvalancheStats, null_sizes: np.ndarray) -> bool:
-    """True when the model's power law is not reproduced by ``null`` (see module doc)."""
+def ks_p_value(real_sizes: np.ndarray, null_sizes: np.ndarray) -> float:
+    """Two-sample KS p-value of two size samples (NaN when either is empty)."""
     from scipy.stats import ks_2samp
 
+    if real_sizes.size == 0 or null_sizes.size == 0:
+        return _NAN
+    return float(ks_2samp(real_sizes, null_sizes).pvalue)
+
+
+def beats_null(real: AvalancheStats, real_sizes: np.ndarray, null: AvalancheStats, null_sizes: np.ndarray) -> bool:
+    """True when the model's power law is not reproduced by ``null`` (see module doc)."""
     if not real.is_power_law:
         return False
     if null.is_power_law:
@@ -193,4 +201,4 @@ def beats_null(real: AvalancheStats, real_sizes: np.ndarray, null: AvalancheStat
             return False
     if null_sizes.size == 0:
         return True
-    return bool(ks_2samp(real_sizes, null_sizes).pvalue < 0.01)
+    return bool(ks_p_value(real_sizes, null_sizes) < 0.01)

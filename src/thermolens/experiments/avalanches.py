@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from thermolens import io
-from thermolens.experiments.avalanche_fits import ALTERNATIVES, AvalancheStats, beats_null, fit_cascades
+from thermolens.experiments.avalanche_fits import ALTERNATIVES, AvalancheStats, beats_null, fit_cascades, ks_p_value
 from thermolens.experiments.cascades import (
     BASELINES,
     LATTICES,
@@ -174,7 +174,8 @@ class AvalancheResult:
             "p_vs_truncated": _num(m.p_truncated), "tpl_alpha": _num(m.tpl_alpha), "p_cutoff": _num(m.p_cutoff),
             "gamma_fit": _num(m.gamma_fit),
             "gamma_predicted": _num(m.gamma_predicted), "n_censored": m.n_censored,
-            "null": {name: {**headline(self.fits[name]), "beaten": self.beats_nulls[name]} for name in NULLS},
+            "null": {name: {**headline(self.fits[name]), "ks_p_vs_model": _num(self.fits[name].ks_p_vs_model),
+                            "beaten": self.beats_nulls[name]} for name in NULLS},
             "power_law_beats_nulls": self.power_law_beats_nulls,
             "thresholds": [{k: _num(v) for k, v in row.items()} for row in
                            self.thresholds[["threshold", "tau", "tau_stderr", "tau_duration", "branching_ratio",
@@ -419,6 +420,7 @@ def avalanches(
     null_sigma = None
     for name, counts in null_counts.items():
         fit, c, sig, _ = lattice_stats(counts, lattice.valid, lattice.n_units, source=name, n_boot=config.n_boot, **common)
+        fit = dataclasses.replace(fit, ks_p_vs_model=ks_p_value(model_c.sizes, c.sizes))
         fits[name] = fit
         frames.append(c.to_frame().assign(source=name))
         beats[name] = beats_null(model_fit, model_c.sizes, fit, c.sizes)

@@ -201,7 +201,7 @@ def write_report(result, run_dir: str | Path) -> Path:
     )
     cols = ["source", "n_avalanches", "n_censored", "tau", "tau_stderr", "xmin", "n_tail", "gof_p", "s_c",
             "p_exponential", "p_truncated", "tpl_alpha", "p_cutoff", "tau_duration", "gamma_fit", "gamma_predicted", "branching_ratio",
-            "branching_ratio_mr", "susceptibility", "is_power_law"]
+            "branching_ratio_mr", "susceptibility", "ks_p_vs_model", "is_power_law"]
     m = result.model
     verdict = ("The size distribution is a power law that beats both null models." if result.power_law_beats_nulls
                else "The size distribution is a power law, but not distinguishable from every null model."
