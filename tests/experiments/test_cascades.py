@@ -53,6 +53,14 @@ def test_quantile_events_fire_at_the_chosen_rate_and_dead_units_never_fire():
     np.testing.assert_allclose(rates.numpy(), 0.1, atol=0.002)
 
 
+def test_quantile_baseline_widths_are_numpys_quantiles():
+    g = torch.Generator().manual_seed(2)
+    ref = torch.randn(301, 5, generator=g)
+    base = fit_baseline({0: ref}, (0.9, 0.99), method="quantile")
+    dev = np.abs(ref.double().numpy() - np.median(ref.double().numpy(), axis=0))
+    np.testing.assert_allclose(base.width[0].numpy(), np.quantile(dev, [0.9, 0.99], axis=0), rtol=1e-6)
+
+
 def test_bad_thresholds_say_what_to_do():
     ref = {0: torch.randn(10, 3)}
     with pytest.raises(ValueError, match="z-score thresholds must be > 0"):

@@ -6,7 +6,8 @@ Events (Villegas et al. 2019, arXiv:1902.10465, on why the threshold must be rep
 more than a width::
 
     zscore    |x - mean_i| > h * sd_i            (mean, sd over a reference batch; h = the threshold)
-    quantile  |x - median_i| > Q_q(|x - median_i|)  (the q-quantile of the unit's own deviations; q = threshold)
+    quantile  |x - median_i| > Q_q(|x - median_i|)  (the q-quantile of the unit's own deviations; q = threshold;
+              torch's median: the lower middle value for an even count)
 
 A deviation either way counts (residual-stream and attention coordinates are signed). Units that are
 constant on the reference batch never fire. The count ``c[s, t, l]`` of active units at token ``t`` of
@@ -86,6 +87,17 @@ def _check_thresholds(thresholds: tuple[float, ...], method: str) -> None:
         raise ValueError(f"quantile thresholds must lie in (0, 1) (got {thresholds}); e.g. --threshold 0.99")
 
 
+def _quantiles(x: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
+    """Per-column quantiles ``(len(qs), n_cols)`` of ``x`` ``(n_rows, n_cols)``, linear interpolation (numpy's
+    default); by one sort, so without ``torch.quantile``'s limit on the input size."""
+    ordered = x.sort(dim=0).values
+    pos = torch.tensor(qs, dtype=torch.float64) * (x.shape[0] - 1)
+    lo = pos.floor().long()
+    hi = torch.clamp(lo + 1, max=x.shape[0] - 1)
+    frac = (pos - lo).to(x.dtype).to(x.device)[:, None]
+    return ordered[lo.to(x.device)] * (1 - frac) + ordered[hi.to(x.device)] * frac
+
+
 def fit_baseline(reference: dict[int, torch.Tensor], thresholds: tuple[float, ...], method: str = "zscore") -> Baseline:
     """Each unit's baseline from reference activations ``reference[layer]`` of shape (n_rows, n_units)."""
     _check_thresholds(tuple(thresholds), method)
@@ -104,12 +116,12 @@ def fit_baseline(reference: dict[int, torch.Tensor], thresholds: tuple[float, ..
         else:
             c = x64.median(0).values
             dev = (x64 - c).abs()
-            w = torch.quantile(dev, torch.tensor(thresholds, dtype=torch.float64), dim=0)
+            w = _quantiles(dev, thresholds)
             dead = ~(dev.amax(0) > 0)
         w[:, dead] = torch.inf
         centre[layer] = c.to(x.dtype)
         width[layer] = w.to(x.dtype)
-        sample = dev.ravel()[:: max(1, dev.numel() // 1_000_000)].numpy()  # quantiles for messages only
+        sample = dev.ravel()[:: max(1, dev.numel() // 1_000_000)].float().cpu().numpy()  # for messages only
         lo, hi = np.quantile(sample[np.isfinite(sample)], [0.9, 0.999])
         spread[layer] = (float(lo), float(hi))
     return Baseline(method, tuple(float(t) for t in thresholds), centre, width, spread)
