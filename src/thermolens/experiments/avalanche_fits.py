@@ -140,7 +140,8 @@ def fit_cascades(
     if "lognormal" in lr:
         out.update(lr_lognormal=lr["lognormal"].loglikelihood_ratio, p_lognormal=lr["lognormal"].p_value)
     if "truncated_power_law" in lr:
-        out.update(lr_truncated=lr["truncated_power_law"].loglikelihood_ratio, p_truncated=lr["truncated_power_law"].p_value)
+        tail_tpl = lr["truncated_power_law"]
+        out.update(lr_truncated=tail_tpl.loglikelihood_ratio, p_truncated=tail_tpl.p_value)
     # The seed's form s^-tau exp(-s/s_c) over the whole range: a cutoff shows where the KS-chosen tail
     # (often far out, past the bend) cannot see it.
     try:

@@ -110,8 +110,9 @@ class AvalancheConfig:
             extra = tuple(1 - (1 - self.threshold) * f for f in (2.0, 1.5, 0.75, 0.5))
         out = [float(self.threshold)]
         for t in extra:
+            t = round(float(t), 12)  # 1 - 0.005 * 1.5 prints as 0.9925, not 0.9924999999999999
             if all(abs(t - u) > 1e-12 for u in out):
-                out.append(float(t))
+                out.append(t)
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,11 +186,13 @@ class AvalancheResult:
         if m.note:
             out["note"] = m.note
         if self.temperatures is not None:
-            out["temperatures"] = [{k: _num(v) for k, v in row.items()} for row in self.temperatures.to_dict(orient="records")]
+            out["temperatures"] = [{k: _num(v) for k, v in row.items()}
+                                   for row in self.temperatures.to_dict(orient="records")]
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write ``fits``, ``cascades``, ``layers``, ``thresholds`` (and ``temperatures``) as Parquet and ``avalanches.json``."""
+        """Write ``fits``, ``cascades``, ``layers``, ``thresholds`` (and ``temperatures``) as Parquet, and
+        ``avalanches.json``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         io.write_table(path / "fits.parquet", self.to_frame())
@@ -404,8 +407,8 @@ def avalanches(
     rng = np.random.default_rng(config.seed)
     common = dict(lattice=config.lattice, n_boot_branching=config.n_boot_branching, seed=config.seed)
     occupancy = float((lattice.main[lattice.valid] > 0).mean())
-    context = (f" (site {config.site}, lattice {config.lattice}, threshold {config.threshold:g}, {tokens.n_tokens} tokens, "
-               f"{100 * occupancy:.0f}% of (token, layer) sites active)")
+    context = (f" (site {config.site}, lattice {config.lattice}, threshold {config.threshold:g}, "
+               f"{tokens.n_tokens} tokens, {100 * occupancy:.0f}% of (token, layer) sites active)")
 
     t0 = time.perf_counter()
     model_fit, model_c, sigma_rows, mr_rows = lattice_stats(
@@ -419,7 +422,8 @@ def avalanches(
     fits, frames, beats = {"model": model_fit}, [model_c.to_frame().assign(source="model")], {}
     null_sigma = None
     for name, counts in null_counts.items():
-        fit, c, sig, _ = lattice_stats(counts, lattice.valid, lattice.n_units, source=name, n_boot=config.n_boot, **common)
+        fit, c, sig, _ = lattice_stats(counts, lattice.valid, lattice.n_units, source=name, n_boot=config.n_boot,
+                                       **common)
         fit = dataclasses.replace(fit, ks_p_vs_model=ks_p_value(model_c.sizes, c.sizes))
         fits[name] = fit
         frames.append(c.to_frame().assign(source=name))

@@ -45,9 +45,9 @@ import torch
 
 from thermolens import stats
 
-__all__ = ["BASELINES", "LATTICES", "Baseline", "fit_baseline", "layer_counts", "CountLattice", "LatticeBuilder", "Cascades",
-           "cluster_labels", "cascades", "descendants_per_ancestor", "shuffle_layers", "rate_matched_counts", "susceptibility",
-           "synthetic_branching_network"]
+__all__ = ["BASELINES", "LATTICES", "Baseline", "fit_baseline", "layer_counts", "CountLattice",
+           "LatticeBuilder", "Cascades", "cluster_labels", "cascades", "descendants_per_ancestor",
+           "shuffle_layers", "rate_matched_counts", "susceptibility", "synthetic_branching_network"]
 
 BASELINES = ("zscore", "quantile")
 LATTICES = ("layer-time", "token-layer")
@@ -104,7 +104,9 @@ def fit_baseline(reference: dict[int, torch.Tensor], thresholds: tuple[float, ..
     centre, width, spread = {}, {}, {}
     for layer, x in reference.items():
         if x.ndim != 2 or x.shape[0] < 2:
-            raise ValueError(f"the reference activations of layer {layer} have shape {tuple(x.shape)}; need (rows >= 2, units)")
+            raise ValueError(
+                f"the reference activations of layer {layer} have shape {tuple(x.shape)}; need (rows >= 2, units)"
+            )
         x64 = x.double()
         if method == "zscore":
             c = x64.mean(0)

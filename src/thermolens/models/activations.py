@@ -86,7 +86,10 @@ def block_modules(loaded: LoadedModel, site: str) -> list[Any]:
     blocks = _blocks(loaded)
     if check_site(site) == "resid":
         return blocks
-    candidates, what = (_ATTN_OUT, "attention output projection") if site == "attn" else (_MLP_OUT, "MLP output projection")
+    if site == "attn":
+        candidates, what = _ATTN_OUT, "attention output projection"
+    else:
+        candidates, what = _MLP_OUT, "MLP output projection"
     return [_find(block, candidates, what, loaded.family) for block in blocks]
 
 
@@ -135,7 +138,9 @@ def capture_activations(
     chosen = list(range(loaded.n_layers)) if layers is None else sorted(set(layers))
     bad = [layer for layer in chosen if not 0 <= layer < loaded.n_layers]
     if bad:
-        raise ValueError(f"layers {bad} out of range; the model has {loaded.n_layers} layers (0..{loaded.n_layers - 1})")
+        raise ValueError(
+            f"layers {bad} out of range; the model has {loaded.n_layers} layers (0..{loaded.n_layers - 1})"
+        )
     seen: set[int] = set()
 
     def record(layer: int, x: torch.Tensor) -> None:
