@@ -35,7 +35,6 @@ from thermolens.experiments.avalanche_fits import ALTERNATIVES, AvalancheStats, 
 from thermolens.experiments.cascades import (
     BASELINES,
     LATTICES,
-    CountLattice,
     cascades,
     descendants_per_ancestor,
     rate_matched_counts,
