@@ -17,6 +17,9 @@ _LAZY = {
     "ScanResult": "thermolens.experiments.scan",
     "ScanConfig": "thermolens.experiments.scan",
     "detect_critical_point": "thermolens.experiments.critical",
+    "avalanches": "thermolens.experiments.avalanches",
+    "AvalancheResult": "thermolens.experiments.avalanches",
+    "AvalancheConfig": "thermolens.experiments.avalanches",
 }
 _SUBPACKAGES = ("data", "models", "thermo", "stats", "meanfield", "committee", "experiments", "report", "io")
 

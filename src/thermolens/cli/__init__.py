@@ -41,6 +41,9 @@ app.add_typer(_fit_app, name="fit")
 app.add_typer(_meanfield_app, name="meanfield")
 app.add_typer(_committee_app, name="committee")
 app.command("grok")(_grok.grok)
+from thermolens.cli import avalanches as _avalanches  # noqa: E402
+
+app.command("avalanches")(_avalanches.avalanches)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from thermolens.models import names
 from thermolens.models.hooked import HookedConfig, HookedTransformer, nanda2023
 from thermolens.models.attention import CapturedLogits, capture_logits, temperature, temperature_table
+from thermolens.models.activations import SITES, capture_activations
 from thermolens.models.loading import LoadedModel, bundled_model_dir, from_pretrained_model, load_model
 from thermolens.models.loss import mlm_corruption, model_loss
 from thermolens.models.mha import MHALogits, mha_forward, mha_logits, mha_temperature
@@ -20,6 +21,8 @@ __all__ = [
     "capture_logits",
     "temperature",
     "temperature_table",
+    "SITES",
+    "capture_activations",
     "model_loss",
     "mlm_corruption",
     "MHALogits",
