@@ -210,21 +210,18 @@ def _raise_if_non_finite(logits: torch.Tensor, valid: torch.Tensor, layer: int) 
         )
 
 
-def _eager_attention(
+def _scores(
     module: Any,
     query: torch.Tensor,  # (batch, head, q, d)
     key: torch.Tensor,  # (batch, kv_head, k, d)
-    value: torch.Tensor,  # (batch, kv_head, k, d_v)
     attention_mask: torch.Tensor | None,
+    store: dict | None,
+    pure_mask_cache: list[Any] | None,
     scaling: float | None = None,
-    dropout: float = 0.0,
-    *,
-    inv_t: float | torch.Tensor | None = None,
-    store: dict | None = None,
-    pure_mask_cache: list[Any] | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager attention at temperature ``1/inv_t``; optionally stores the logits (see module doc).
+    """The pre-softmax logits ``(batch, head, q, k)`` (-inf at missing keys) and the valid-key mask;
+    stored in ``store`` (checked finite) when given.
 
     Every pass over the (batch, head, q, k) scores counts (it is most of what capture adds to a
     plain forward pass), hence the checks on the small mask before the big tensor is touched.
@@ -232,9 +229,8 @@ def _eager_attention(
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
     n_rep = query.shape[1] // key.shape[1]
-    if n_rep > 1:  # grouped-query attention: one key/value head per query head, like repeat_kv
+    if n_rep > 1:  # grouped-query attention: one key head per query head, like repeat_kv
         key = key.repeat_interleave(n_rep, dim=1)
-        value = value.repeat_interleave(n_rep, dim=1)
     # (q * s) . k: the scale is applied to the small (q, d) tensor, not the (q, k) scores.
     logits = torch.matmul(query * scaling, key.transpose(-1, -2))  # (batch, head, q, k)
     softcap = kwargs.get("softcap")
@@ -259,6 +255,28 @@ def _eager_attention(
     if store is not None:
         logits = logits.detach().float()
         store[layer] = (logits, valid.expand(logits.shape[0], valid.shape[1], n_q, n_k))
+    return logits, valid
+
+
+def _eager_attention(
+    module: Any,
+    query: torch.Tensor,  # (batch, head, q, d)
+    key: torch.Tensor,  # (batch, kv_head, k, d)
+    value: torch.Tensor,  # (batch, kv_head, k, d_v)
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    *,
+    inv_t: float | torch.Tensor | None = None,
+    store: dict | None = None,
+    pure_mask_cache: list[Any] | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention at temperature ``1/inv_t``; optionally stores the logits (see module doc)."""
+    logits, valid = _scores(module, query, key, attention_mask, store, pure_mask_cache, scaling, **kwargs)
+    n_rep = query.shape[1] // value.shape[1]
+    if n_rep > 1:
+        value = value.repeat_interleave(n_rep, dim=1)
     heated = logits if inv_t is None else logits * inv_t
     if not bool(valid.any(dim=-1).all()):
         # Rows without any valid key: the dtype minimum keeps them finite (uniform), as in eager.
@@ -288,13 +306,21 @@ def _thermolens_attention(module, query, key, value, attention_mask, **kwargs):
                     f"attention sinks ({sink}) are not supported by thermolens capture/temperature"
                 )
     if capturing:
-        result = _eager_attention(
-            module, query, key, value, attention_mask, inv_t=inv_t, store=capture.store,
-            pure_mask_cache=capture.pure_mask_cache, **kwargs
-        )
+        # The logits are stored from their own product; the layer's output comes from the model's
+        # own attention function (sdpa, usually), as in a plain forward pass. Soft-capping and
+        # position biases run eagerly on the stored logits instead.
+        own_output = kwargs.get("softcap") is None and kwargs.get("position_bias") is None
+        if own_output:
+            _scores(module, query, key, attention_mask, capture.store, capture.pure_mask_cache, **kwargs)
+        else:
+            result = _eager_attention(
+                module, query, key, value, attention_mask, inv_t=inv_t, store=capture.store,
+                pure_mask_cache=capture.pure_mask_cache, **kwargs
+            )
         if layer == capture.stop_after:
             raise _StopForward
-        return result
+        if not own_output:
+            return result
     if inv_t is None:
         return own(module, query, key, value, attention_mask, **kwargs)
     if kwargs.get("softcap") is not None:  # tanh soft-capping cannot be folded into q

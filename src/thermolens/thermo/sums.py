@@ -37,6 +37,7 @@ with the float64 path to about 1e-6 relative on real attention logits; the error
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -446,6 +447,13 @@ def _compact_mask(mask: torch.Tensor | None, n_k: int) -> np.ndarray:
     return np.ascontiguousarray(mask.cpu().numpy())
 
 
+@functools.lru_cache(maxsize=4)
+def _worker_pool(n_workers: int) -> ThreadPoolExecutor:
+    """One pool of kernel threads per size, kept for the process: a scan calls the kernel thousands
+    of times, and starting threads costs ~1 ms a call."""
+    return ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="thermolens-sums")
+
+
 def _kernel_sums(
     logits: torch.Tensor, mask: torch.Tensor | None, betas: torch.Tensor, n_workers: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -471,8 +479,7 @@ def _kernel_sums(
     if n_workers == 1 or len(starts) == 1:
         parts = [run(p0) for p0 in starts]
     else:
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            parts = list(pool.map(run, starts))
+        parts = list(_worker_pool(n_workers).map(run, starts))
     for p0, part_beta, part_row in parts:
         by_beta[:, :, p0:p0 + part_beta.shape[-1]] = part_beta
         by_row[:, p0:p0 + part_row.shape[-1]] = part_row
