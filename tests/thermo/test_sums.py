@@ -170,7 +170,7 @@ def test_fused_kernel_matches_the_ensemble_reduced_by_hand(betas, mask_kind):
 def test_doubling_sources_form_short_chains_on_an_octave_grid():
     from thermolens.thermo.sums import _MAX_SQUARINGS, _doubling_sources
 
-    order, source = _doubling_sources(OCTAVE_BETAS)
+    order, source, double = _doubling_sources(OCTAVE_BETAS)
     assert list(np.sort(OCTAVE_BETAS)) == list(OCTAVE_BETAS[order])
     squared = source >= 0
     np.testing.assert_allclose(OCTAVE_BETAS[squared], 2 * OCTAVE_BETAS[source[squared]], rtol=1e-12)
@@ -183,8 +183,12 @@ def test_doubling_sources_form_short_chains_on_an_octave_grid():
     # 23 points over 3 2/7 octaves: fresh weights for the coldest octave's 7, then each chain of 3
     # squarings reaches the rest (the 2 hottest octave-shifted points need no fresh exp either).
     assert (~squared).sum() == 7
-    _, none = _doubling_sources(np.geomspace(0.05, 20, 64))  # not octave-aligned: every weight fresh
-    assert (none < 0).all()
+    has_double = double[: OCTAVE_BETAS.size] >= 0
+    np.testing.assert_allclose(OCTAVE_BETAS[double[: OCTAVE_BETAS.size][has_double]], 2 * OCTAVE_BETAS[has_double],
+                               rtol=1e-12)
+    assert has_double.sum() == OCTAVE_BETAS.size - 7 and double.size == OCTAVE_BETAS.size + 1
+    _, none, no_double = _doubling_sources(np.geomspace(0.05, 20, 64))  # not octave-aligned
+    assert (none < 0).all() and (no_double < 0).all()
 
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])

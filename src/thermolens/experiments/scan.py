@@ -64,7 +64,7 @@ class ScanConfig:
     heads: tuple[int, ...] | None = None
     n_boot: int = 200
     ci: float = 0.95
-    null_sequences: int = 8
+    null_sequences: int = 4
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -411,6 +411,8 @@ def _stack_temperatures(parts: list[Any]) -> Any:
 def _select_heads(sums: Any, heads: list[int]) -> Any:
     from thermolens.thermo.sums import SUM_FIELDS
 
+    if heads == list(range(sums.rows.shape[-1])):  # every head, in order: no copy
+        return sums
     return dataclasses.replace(sums, **{k: getattr(sums, k)[..., heads] for k in SUM_FIELDS})
 
 

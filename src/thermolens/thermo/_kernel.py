@@ -91,24 +91,14 @@ def _fill_square(w, b, half, n_pad):
 
 
 @njit(fastmath=_FAST, cache=True)
-def _key_sums(w, b, e, ee, r, rr, n_pad):
-    """``sum w``, ``sum w e``, ``sum w e^2``, ``sum w r``, ``sum w r^2``, ``sum w^2`` over keys
-    ``[:n_pad]`` for the weight rows ``b`` and ``b + 1`` at once: twelve independent running sums
-    keep the FMA units busy where six would wait on each other's latency. (Rows are indexed, not
-    sliced: every array view made in a hot loop costs atomic reference counting.)"""
-    a0 = np.float32(0.0)
-    a1 = np.float32(0.0)
-    a2 = np.float32(0.0)
-    a3 = np.float32(0.0)
-    a4 = np.float32(0.0)
-    a5 = np.float32(0.0)
-    b0 = np.float32(0.0)
-    b1 = np.float32(0.0)
-    b2 = np.float32(0.0)
-    b3 = np.float32(0.0)
-    b4 = np.float32(0.0)
-    b5 = np.float32(0.0)
+def _key_sums6(w, b, e, ee, r, rr, n_pad, out):
+    """``out[b + i] = (sum w, sum w e, sum w e^2, sum w r, sum w r^2, sum w^2)`` over keys
+    ``[:n_pad]`` of the weight rows ``b + i``, ``i = 0, 1``, at once: twelve independent running
+    sums keep the FMA units busy where six would wait on each other's latency. (Rows are indexed,
+    not sliced: every array view made in a hot loop costs atomic reference counting.)"""
     c = b + 1
+    a0 = a1 = a2 = a3 = a4 = a5 = np.float32(0.0)
+    b0 = b1 = b2 = b3 = b4 = b5 = np.float32(0.0)
     for k in range(n_pad):
         a0 += w[b, k]
         a1 += w[b, k] * e[k]
@@ -122,7 +112,34 @@ def _key_sums(w, b, e, ee, r, rr, n_pad):
         b3 += w[c, k] * r[k]
         b4 += w[c, k] * rr[k]
         b5 += w[c, k] * w[c, k]
-    return (a0, a1, a2, a3, a4, a5), (b0, b1, b2, b3, b4, b5)
+    _store(out, b, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5)
+
+
+@njit(fastmath=_FAST, cache=True)
+def _key_sums5(w, b, e, ee, r, rr, n_pad, out):
+    """``_key_sums6`` without ``sum w^2`` (left 0), for betas whose double is on the grid."""
+    c = b + 1
+    a0 = a1 = a2 = a3 = a4 = np.float32(0.0)
+    b0 = b1 = b2 = b3 = b4 = np.float32(0.0)
+    for k in range(n_pad):
+        a0 += w[b, k]
+        a1 += w[b, k] * e[k]
+        a2 += w[b, k] * ee[k]
+        a3 += w[b, k] * r[k]
+        a4 += w[b, k] * rr[k]
+        b0 += w[c, k]
+        b1 += w[c, k] * e[k]
+        b2 += w[c, k] * ee[k]
+        b3 += w[c, k] * r[k]
+        b4 += w[c, k] * rr[k]
+    zero = np.float32(0.0)
+    _store(out, b, a0, a1, a2, a3, a4, zero, b0, b1, b2, b3, b4, zero)
+
+
+@njit(inline="always", cache=True)
+def _store(out, b, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5):
+    out[b, 0], out[b, 1], out[b, 2], out[b, 3], out[b, 4], out[b, 5] = a0, a1, a2, a3, a4, a5
+    out[b + 1, 0], out[b + 1, 1], out[b + 1, 2], out[b + 1, 3], out[b + 1, 4], out[b + 1, 5] = b0, b1, b2, b3, b4, b5
 
 
 @njit(fastmath=_FAST, inline="always", cache=True)
@@ -222,14 +239,16 @@ def _row_keys(logits, p, i, mask, s, h, iota, keys, x, e, ee, r, rr):
 
 
 @njit(nogil=True, fastmath=_FAST, cache=True)
-def panel_sums(logits, mask, n_heads, panel0, betas, order, source, out_beta, out_row):
+def panel_sums(logits, mask, n_heads, panel0, betas, order, source, double, out_beta, out_row):
     """Sums over the query rows of each panel (one sequence and head) of a block of panels.
 
     ``logits`` ``(n_panels, n_q, n_k)`` float32, panel ``p`` being sequence ``(panel0 + p) //
     n_heads``, head ``(panel0 + p) % n_heads``; ``mask`` ``(batch, heads, n_q, n_k)`` bool where a
     size-1 axis broadcasts; ``betas`` ``(n_b,)`` float64, visited in ``order`` (ascending); the
     weights of beta ``b`` are the squares of those of ``source[b]`` (``betas[b] = 2
-    betas[source[b]]``) or, where ``source[b] < 0``, computed afresh. Adds into ``out_beta``
+    betas[source[b]]``) or, where ``source[b] < 0``, computed afresh; ``double`` ``(n_b + n_b % 2,)``
+    is the index of ``2 betas[b]`` on the grid or -1 (and -1 for the pad entry of an odd grid).
+    Adds into ``out_beta``
     ``(7, n_b, n_panels)`` the row sums of ``BETA_FIELDS`` — ``log z``, ``<e>``, ``Var e``, ``q``,
     ``q^2``, ``Var_p(j)``, ``<(j - i)^2>`` — and into ``out_row`` ``(5, n_panels)`` those of
     ``ROW_FIELDS``: 1, ``n``, ``m`` and the two uniform-attention moments, over rows with at least
@@ -249,6 +268,7 @@ def panel_sums(logits, mask, n_heads, panel0, betas, order, source, out_beta, ou
     keys = np.empty(n_k, dtype=np.int64)
     iota = np.arange(n_k).astype(np.float32)
     weights = np.zeros((n_b + n_b % 2, width), dtype=np.float32)  # even: key sums run in pairs
+    key_sums = np.zeros((n_b + n_b % 2, 6))
     acc = np.zeros((len(BETA_FIELDS), n_b))
     z_product = np.ones(n_b)  # the sum of log z as the log of a product, taken every _LOG_EVERY rows
     for p in range(n_panels):
@@ -278,22 +298,28 @@ def panel_sums(logits, mask, n_heads, panel0, betas, order, source, out_beta, ou
             q_a = n / (n - 1.0) if n > 1 else 0.0  # q = a Y - c: (Y - 1/n) / (1 - 1/n), or 1 for one key
             q_c = 1.0 / (n - 1.0) if n > 1 else -1.0
             for b_pair in range(0, n_b, 2):
-                pair = _key_sums(weights, b_pair, e, ee, r, rr, n_pad)
-                for b in range(b_pair, min(b_pair + 2, n_b)):
-                    s0, s1, s2, s3, s4, s5 = pair[b - b_pair]
-                    z = 1.0 + float(s0)  # the ground state's weight is exactly 1
-                    inv_z = 1.0 / z
-                    mean_e = s1 * inv_z
-                    mean_r = s3 * inv_z
-                    mean_rr = s4 * inv_z
-                    q = q_a * ((1.0 + s5) * inv_z * inv_z) - q_c
-                    z_product[b] *= z
-                    acc[1, b] += mean_e
-                    acc[2, b] += max(s2 * inv_z - mean_e * mean_e, 0.0)
-                    acc[3, b] += q
-                    acc[4, b] += q * q
-                    acc[5, b] += max(mean_rr - mean_r * mean_r, 0.0)
-                    acc[6, b] += mean_rr + 2.0 * d * mean_r + d * d
+                # sum w^2 at beta is z - 1 at 2 beta where the grid has it: five sums, not six.
+                if double[b_pair] >= 0 and double[b_pair + 1] >= 0:
+                    _key_sums5(weights, b_pair, e, ee, r, rr, n_pad, key_sums)
+                else:
+                    _key_sums6(weights, b_pair, e, ee, r, rr, n_pad, key_sums)
+            for b in range(n_b):
+                s0, s1, s2, s3, s4, s5 = key_sums[b]
+                if double[b] >= 0:
+                    s5 = key_sums[double[b], 0]
+                z = 1.0 + s0  # the ground state's weight is exactly 1
+                inv_z = 1.0 / z
+                mean_e = s1 * inv_z
+                mean_r = s3 * inv_z
+                mean_rr = s4 * inv_z
+                q = q_a * ((1.0 + s5) * inv_z * inv_z) - q_c
+                z_product[b] *= z
+                acc[1, b] += mean_e
+                acc[2, b] += max(s2 * inv_z - mean_e * mean_e, 0.0)
+                acc[3, b] += q
+                acc[4, b] += q * q
+                acc[5, b] += max(mean_rr - mean_r * mean_r, 0.0)
+                acc[6, b] += mean_rr + 2.0 * d * mean_r + d * d
             if n_rows % _LOG_EVERY == 0:
                 for b in range(n_b):
                     acc[0, b] += np.log(z_product[b])

@@ -418,23 +418,27 @@ def _torch_sums(
     return by_beta, by_row
 
 
-def _doubling_sources(betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ascending order of ``betas`` and, per beta, the index whose weights it squares (-1: none).
+def _doubling_sources(betas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ascending order of ``betas``; per beta, the index whose weights it squares (-1: none); and
+    the index of its double (-1: not on the grid; padded with -1 to an even length).
 
     ``exp(-2 beta e) = exp(-beta e)**2``: on an octave-aligned grid (a whole number of points per
-    factor 2 in T) most weights are squares of others. Each squaring doubles the relative rounding
-    error of a float32 weight, so chains are at most ``_MAX_SQUARINGS`` long (error <= 8x one exp).
+    factor 2 in T) most weights are squares of others, and ``sum w^2`` at beta is ``z - 1`` at 2
+    beta. Each squaring doubles the relative rounding error of a float32 weight, so chains are at
+    most ``_MAX_SQUARINGS`` long (error <= 8x one exp).
     """
     order = np.argsort(betas, kind="stable")
     source = np.full(betas.size, -1, dtype=np.int64)
+    double = np.full(betas.size + betas.size % 2, -1, dtype=np.int64)
     depth = np.zeros(betas.size, dtype=np.int64)
     for k in order:
         half = np.flatnonzero(np.abs(2.0 * betas - betas[k]) <= 1e-9 * betas[k])
+        double[half] = k
         half = half[depth[half] < _MAX_SQUARINGS]
         if half.size:
             source[k] = half[0]
             depth[k] = depth[half[0]] + 1
-    return order, source
+    return order, source, double
 
 
 def _compact_mask(mask: torch.Tensor | None, n_k: int) -> np.ndarray:
@@ -463,14 +467,14 @@ def _kernel_sums(
     by_panel = np.ascontiguousarray(logits.to(torch.float32).reshape(n_panels, n_q, n_k).numpy())
     valid = _compact_mask(mask, n_k)
     b = betas.cpu().numpy().astype(np.float64)
-    order, source = _doubling_sources(b)
+    order, source, double = _doubling_sources(b)
     step = max(1, -(-n_panels // (4 * n_workers)))  # a few blocks per worker balance uneven panels
 
     def run(p0: int) -> tuple[int, np.ndarray, np.ndarray]:
         p1 = min(n_panels, p0 + step)
         part_beta = np.zeros((len(_kernel.BETA_FIELDS), b.size, p1 - p0))
         part_row = np.zeros((len(_kernel.ROW_FIELDS), p1 - p0))
-        _kernel.panel_sums(by_panel[p0:p1], valid, n_heads, p0, b, order, source, part_beta, part_row)
+        _kernel.panel_sums(by_panel[p0:p1], valid, n_heads, p0, b, order, source, double, part_beta, part_row)
         return p0, part_beta, part_row
 
     by_beta = np.empty((len(_kernel.BETA_FIELDS), b.size, n_panels))
