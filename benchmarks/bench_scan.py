@@ -16,6 +16,7 @@ import numpy as np
 
 N_TOKENS = 16384
 N_TOKENS_PROPAGATED = 4096  # 16 full passes per token: a quarter of the corpus keeps the section short
+REPEAT = 3  # interleaved runs of each timed figure
 NAIVE_SAMPLE = 4  # temperatures actually timed for the naive baseline; the 64-T figure is scaled from them
 
 
@@ -66,32 +67,45 @@ def main() -> str:
     loaded = models.load_model(None)
     tokens = corpus.tokenize_corpus(loaded.tokenizer, [corpus.builtin_text()], seq_len=128, max_tokens=N_TOKENS)
     batch = 16
-    _plain_forward(loaded, tokens, batch)  # warm-up
-    t_plain = min(_plain_forward(loaded, tokens, batch) for _ in range(2))
-
-    # Warm-up, as for the plain pass: loads the compiled ensemble kernel (numba's disk cache).
+    # Warm-ups: the plain pass, and the scan (which loads the compiled ensemble kernel from
+    # numba's disk cache).
+    _plain_forward(loaded, tokens, batch)
     scan(loaded, None, config=ScanConfig(max_tokens=2 * batch * 128, batch_size=batch, n_boot=10))
-    t0 = time.perf_counter()
-    result = scan(loaded, None, config=ScanConfig(max_tokens=N_TOKENS, batch_size=batch))
-    t_scan = time.perf_counter() - t0
-    t_scan_sweep = t_scan - result.timings["load"] - result.timings["tokenize"]
+
+    def sweep_time(res) -> float:
+        return res.timings["sweep"] + res.timings["bootstrap_and_tables"]
+
+    # The machine is shared and its speed drifts by tens of percent: plain and scan runs are
+    # interleaved REPEAT times; the figures are the best of each (interference only ever slows a
+    # run down) and the median ratio of neighbouring pairs is printed beside them.
+    plains, scans = [], []
+    for _ in range(REPEAT):
+        plains.append(_plain_forward(loaded, tokens, batch))
+        scans.append(scan(loaded, None, config=ScanConfig(max_tokens=N_TOKENS, batch_size=batch)))
+    t_plain = min(plains)
+    result = min(scans, key=sweep_time)
+    t_scan_sweep = sweep_time(result)
+    pair_ratio = float(np.median([sweep_time(r) / p for r, p in zip(scans, plains)]))
 
     sample = np.asarray(DEFAULT_TEMPERATURES)[:: len(DEFAULT_TEMPERATURES) // NAIVE_SAMPLE][:NAIVE_SAMPLE]
     t_naive = _naive_per_temperature(loaded, tokens, sample, batch) * len(DEFAULT_TEMPERATURES) / NAIVE_SAMPLE
 
     temps16 = tuple(float(t) for t in np.geomspace(0.25, 4.0, 16))
     small = corpus.tokenize_corpus(loaded.tokenizer, [corpus.builtin_text()], seq_len=128, max_tokens=N_TOKENS_PROPAGATED)
-    t_plain_small = min(_plain_forward(loaded, small, batch) for _ in range(2))
-    t0 = time.perf_counter()
-    prop = scan(loaded, None, config=ScanConfig(max_tokens=N_TOKENS_PROPAGATED, batch_size=batch, temperatures=temps16,
-                                                mode="propagated", n_boot=0))
-    t_prop = time.perf_counter() - t0 - prop.timings["load"] - prop.timings["tokenize"]
+    plains_small, props = [], []
+    for _ in range(REPEAT):
+        plains_small.append(_plain_forward(loaded, small, batch))
+        props.append(sweep_time(scan(loaded, None, config=ScanConfig(
+            max_tokens=N_TOKENS_PROPAGATED, batch_size=batch, temperatures=temps16, mode="propagated", n_boot=0))))
+    t_plain_small, t_prop = min(plains_small), min(props)
+    prop_pair_ratio = float(np.median([t / (16 * p) for t, p in zip(props, plains_small)]))
 
     peak = _peak_memory_gib(65536)
     rows = [
         ("plain forward pass, 16,384 tokens (sdpa)", f"{t_plain:.2f} s", "1.00x", "reference"),
         ("quenched scan, 64 T, 72 heads (incl. nulls + 200 bootstrap)", f"{t_scan_sweep:.2f} s",
-         f"{t_scan_sweep / t_plain:.2f}x", f"<= 2x: {'pass' if t_scan_sweep <= 2 * t_plain else 'FAIL'}"),
+         f"{t_scan_sweep / t_plain:.2f}x (pairs: {pair_ratio:.2f}x)",
+         f"<= 2x (both): {'pass' if max(t_scan_sweep / t_plain, pair_ratio) <= 2 else 'FAIL'}"),
         ("  of which forward + capture", f"{result.timings['forward_and_capture']:.2f} s", "", ""),
         ("  of which ensemble sums (real + nulls)", f"{result.timings['thermo']:.2f} s", "", ""),
         ("  of which bootstrap + tables", f"{result.timings['bootstrap_and_tables']:.2f} s", "", ""),
@@ -99,13 +113,15 @@ def main() -> str:
          f"{t_naive / t_plain:.1f}x", "baseline"),
         (f"plain forward pass, {N_TOKENS_PROPAGATED:,} tokens", f"{t_plain_small:.2f} s", "", "reference below"),
         (f"propagated scan, 16 T, {N_TOKENS_PROPAGATED:,} tokens (capture + ensemble at each T)", f"{t_prop:.2f} s",
-         f"{t_prop / (16 * t_plain_small):.2f}x of 16 plain",
-         f"<= 1.2x: {'pass' if t_prop <= 1.2 * 16 * t_plain_small else 'FAIL'}"),
+         f"{t_prop / (16 * t_plain_small):.2f}x of 16 plain (pairs: {prop_pair_ratio:.2f}x)",
+         f"<= 1.2x (both): {'pass' if max(t_prop / (16 * t_plain_small), prop_pair_ratio) <= 1.2 else 'FAIL'}"),
         ("peak RSS, 65,536-token quenched scan (fresh process)", f"{peak:.2f} GiB", "",
          f"< 4 GiB: {'pass' if peak < 4 else 'FAIL'}"),
     ]
     lines = ["## scan (issue 2): bundled all-MiniLM-L6-v2, 6 x 12 heads, seq_len 128", "",
-             f"torch threads: {torch.get_num_threads()}. Times exclude model loading and tokenization.", "",
+             f"torch threads: {torch.get_num_threads()}. Times exclude model loading and tokenization. Plain and "
+             f"scan runs are interleaved {REPEAT} times: each time is the best of its {REPEAT}, and 'pairs' is "
+             "the median ratio of neighbouring runs (the naive baseline is run once).", "",
              "| measurement | time | ratio | target |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)

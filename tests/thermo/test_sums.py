@@ -84,13 +84,16 @@ def test_float64_sums_equal_the_ensemble_reduced_by_hand(mask_kind):
         np.testing.assert_allclose(getattr(got, k).numpy(), want[k], rtol=1e-10, atol=1e-10, err_msg=k)
 
 
-def test_fast_precision_matches_float64_to_about_1e_6():
-    # Realistic attention-like logits: wide spread plus a few large "sink" logits per row.
+@pytest.mark.parametrize("temperatures", [np.geomspace(0.05, 20, 40), np.geomspace(0.05, 25.6, 64)],
+                         ids=["geometric", "octave_default"])
+def test_fast_precision_matches_float64_to_about_1e_6(temperatures):
+    # Realistic attention-like logits: wide spread plus a few large "sink" logits per row. The
+    # scan's default grid (7 per octave) takes most weights through chains of up to 4 squarings.
     g = torch.Generator().manual_seed(2)
     logits = torch.randn((2, 3, 64, 64), generator=g) * 3.0
     logits[..., 0] += 12.0
     mask = torch.ones(64, 64, dtype=torch.bool).tril()[None, None]
-    betas = np.geomspace(0.05, 20, 40)
+    betas = 1.0 / temperatures
     fast = sequence_sums(logits, betas, mask)
     exact = sequence_sums(logits, betas, mask, precision="float64")
     for k in SUM_FIELDS:
@@ -179,10 +182,12 @@ def test_doubling_sources_form_short_chains_on_an_octave_grid():
     depth = np.zeros(source.size, dtype=int)
     for k in order:
         depth[k] = depth[source[k]] + 1 if source[k] >= 0 else 0
-    assert depth.max() == _MAX_SQUARINGS
-    # 23 points over 3 2/7 octaves: fresh weights for the coldest octave's 7, then each chain of 3
-    # squarings reaches the rest (the 2 hottest octave-shifted points need no fresh exp either).
-    assert (~squared).sum() == 7
+    # 23 points over 3 2/7 octaves: fresh weights for the hottest octave's 7 (smallest beta), and
+    # squarings (chains of at most 3 here) reach the rest.
+    assert depth.max() == 3 and (~squared).sum() == 7
+    # The scan's default, 64 points at 7 per octave: chains of _MAX_SQUARINGS, then a fresh octave.
+    _, default_source, _ = _doubling_sources(1.0 / np.geomspace(0.05, 25.6, 64))
+    assert (default_source < 0).sum() == 7 * -(-64 // (7 * (_MAX_SQUARINGS + 1)))
     has_double = double[: OCTAVE_BETAS.size] >= 0
     np.testing.assert_allclose(OCTAVE_BETAS[double[: OCTAVE_BETAS.size][has_double]], 2 * OCTAVE_BETAS[has_double],
                                rtol=1e-12)

@@ -66,7 +66,7 @@ ACCEL_CHUNK_BYTES = 512 * 2**20
 BLOCK_BYTES = 4 * 2**20
 ROW_TEMP_BYTES = 512 * 2**10
 #: Longest chain of squarings from one computed weight (see ``_doubling_sources``).
-_MAX_SQUARINGS = 3
+_MAX_SQUARINGS = 4
 
 
 @dataclass(frozen=True)
@@ -425,7 +425,7 @@ def _doubling_sources(betas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     ``exp(-2 beta e) = exp(-beta e)**2``: on an octave-aligned grid (a whole number of points per
     factor 2 in T) most weights are squares of others, and ``sum w^2`` at beta is ``z - 1`` at 2
     beta. Each squaring doubles the relative rounding error of a float32 weight, so chains are at
-    most ``_MAX_SQUARINGS`` long (error <= 8x one exp).
+    most ``_MAX_SQUARINGS`` long (error <= 16x one exp).
     """
     order = np.argsort(betas, kind="stable")
     source = np.full(betas.size, -1, dtype=np.int64)
