@@ -309,8 +309,10 @@ def scan(
         for ids, mask in tokens.batches(config.batch_size):
             if not (quenched or null_left):
                 break
-            captured = _timed(clock, "forward", capture_batch, loaded, ids, mask, layers)
             take = min(null_left, ids.shape[0])
+            if not quenched:  # this pass only feeds the nulls: capture just their sequences
+                ids, mask = ids[:take], mask[:take]
+            captured = _timed(clock, "forward", capture_batch, loaded, ids, mask, layers)
             null_left -= take
             t1 = time.perf_counter()
             for layer in layers:

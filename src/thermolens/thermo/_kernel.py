@@ -136,6 +136,20 @@ def _key_sums5(w, b, e, ee, r, rr, n_pad, out):
     _store(out, b, a0, a1, a2, a3, a4, zero, b0, b1, b2, b3, b4, zero)
 
 
+@njit(fastmath=_FAST, cache=True)
+def _key_sums1(w, b, e, ee, r, rr, n_pad, out):
+    """``_key_sums6`` for the weight row ``b`` alone."""
+    a0 = a1 = a2 = a3 = a4 = a5 = np.float32(0.0)
+    for k in range(n_pad):
+        a0 += w[b, k]
+        a1 += w[b, k] * e[k]
+        a2 += w[b, k] * ee[k]
+        a3 += w[b, k] * r[k]
+        a4 += w[b, k] * rr[k]
+        a5 += w[b, k] * w[b, k]
+    out[b, 0], out[b, 1], out[b, 2], out[b, 3], out[b, 4], out[b, 5] = a0, a1, a2, a3, a4, a5
+
+
 @njit(inline="always", cache=True)
 def _store(out, b, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5):
     out[b, 0], out[b, 1], out[b, 2], out[b, 3], out[b, 4], out[b, 5] = a0, a1, a2, a3, a4, a5
@@ -299,7 +313,9 @@ def panel_sums(logits, mask, n_heads, panel0, betas, order, source, double, out_
             q_c = 1.0 / (n - 1.0) if n > 1 else -1.0
             for b_pair in range(0, n_b, 2):
                 # sum w^2 at beta is z - 1 at 2 beta where the grid has it: five sums, not six.
-                if double[b_pair] >= 0 and double[b_pair + 1] >= 0:
+                if b_pair + 1 == n_b:  # the odd one out (a single temperature, say)
+                    _key_sums1(weights, b_pair, e, ee, r, rr, n_pad, key_sums)
+                elif double[b_pair] >= 0 and double[b_pair + 1] >= 0:
                     _key_sums5(weights, b_pair, e, ee, r, rr, n_pad, key_sums)
                 else:
                     _key_sums6(weights, b_pair, e, ee, r, rr, n_pad, key_sums)
