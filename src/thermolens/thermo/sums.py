@@ -27,11 +27,12 @@ Per row (query i, valid keys j, gaps ``e_j = m - l_j`` above the row maximum ``m
 Moments are taken about the row's ground state (``e >= 0`` and ``r`` measured from ``j*``), the
 origin where the Boltzmann weights ``exp(-beta e) in (0, 1]`` concentrate at low T; at high T the
 origin is within a few logit standard deviations of the mean. ``precision="float32"`` (default)
-computes the weights and the key sums in float32 — one ``exp``, a batched matrix product against
-the stack ``[1, e, e^2, r, r^2]`` and one dot product per (beta, row, key) — and everything after
-the key sums in float64; ``precision="float64"`` does all of it in float64. The float32 path agrees
-with the float64 path to about 1e-6 relative on real attention logits; the error of ``C`` is
-``~ eps32 (<e>^2 + Var e)`` relative to ``Var e`` (docs/thermo.md gives the measured figures).
+runs, on CPU, the fused kernel of ``thermolens.thermo._kernel`` (weights and key sums in float32
+SIMD lanes, everything after the key sums in float64); on an accelerator, and for
+``precision="float64"``, whole-array kernels compute one ``exp``, a batched matrix product against
+the stack ``[1, e, e^2, r, r^2]`` and one dot product per (beta, row, key). The float32 paths agree
+with the float64 path to a few 1e-7 of each curve's maximum on real attention logits
+(docs/thermo.md gives the measured figures).
 """
 
 from __future__ import annotations
