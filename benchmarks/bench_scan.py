@@ -92,13 +92,13 @@ def main() -> str:
 
     temps16 = tuple(float(t) for t in np.geomspace(0.25, 4.0, 16))
     small = corpus.tokenize_corpus(loaded.tokenizer, [corpus.builtin_text()], seq_len=128, max_tokens=N_TOKENS_PROPAGATED)
-    plains_small, props = [], []
+    plains16, props = [], []  # the baseline is timed as what it is: 16 plain passes in a row
     for _ in range(REPEAT):
-        plains_small.append(_plain_forward(loaded, small, batch))
+        plains16.append(sum(_plain_forward(loaded, small, batch) for _ in temps16))
         props.append(sweep_time(scan(loaded, None, config=ScanConfig(
             max_tokens=N_TOKENS_PROPAGATED, batch_size=batch, temperatures=temps16, mode="propagated", n_boot=0))))
-    t_plain_small, t_prop = min(plains_small), min(props)
-    prop_pair_ratio = float(np.median([t / (16 * p) for t, p in zip(props, plains_small)]))
+    t_plain16, t_prop = min(plains16), min(props)
+    prop_pair_ratio = float(np.median([t / p for t, p in zip(props, plains16)]))
 
     peak = _peak_memory_gib(65536)
     rows = [
@@ -111,10 +111,10 @@ def main() -> str:
         ("  of which bootstrap + tables", f"{result.timings['bootstrap_and_tables']:.2f} s", "", ""),
         (f"naive: one hooked pass per T, 64 T (timed {NAIVE_SAMPLE}, scaled)", f"{t_naive:.1f} s",
          f"{t_naive / t_plain:.1f}x", "baseline"),
-        (f"plain forward pass, {N_TOKENS_PROPAGATED:,} tokens", f"{t_plain_small:.2f} s", "", "reference below"),
+        (f"16 plain forward passes, {N_TOKENS_PROPAGATED:,} tokens each", f"{t_plain16:.2f} s", "", "reference below"),
         (f"propagated scan, 16 T, {N_TOKENS_PROPAGATED:,} tokens (capture + ensemble at each T)", f"{t_prop:.2f} s",
-         f"{t_prop / (16 * t_plain_small):.2f}x of 16 plain (pairs: {prop_pair_ratio:.2f}x)",
-         f"<= 1.2x (both): {'pass' if max(t_prop / (16 * t_plain_small), prop_pair_ratio) <= 1.2 else 'FAIL'}"),
+         f"{t_prop / t_plain16:.2f}x of 16 plain (pairs: {prop_pair_ratio:.2f}x)",
+         f"<= 1.2x (both): {'pass' if max(t_prop / t_plain16, prop_pair_ratio) <= 1.2 else 'FAIL'}"),
         ("peak RSS, 65,536-token quenched scan (fresh process)", f"{peak:.2f} GiB", "",
          f"< 4 GiB: {'pass' if peak < 4 else 'FAIL'}"),
     ]
