@@ -155,6 +155,21 @@ def track(iterable: Iterable[T], *, total: int | None, description: str, quiet: 
             progress.advance(task)
 
 
+def with_progress(fn: Callable[[Any], T], quiet: bool, label: str) -> T:
+    """Call ``fn(progress)`` with a callback drawing a rich progress bar on stderr (none when quiet)."""
+    if quiet:
+        return fn(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task(label, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return fn(progress)
+
+
 def resolve_device(device: str) -> str:
     """Resolve ``--device auto`` once, at the edge: CUDA when available, else CPU."""
     if device != "auto":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from thermolens.cli._common import console, handle_errors, parse_grid, print_json, resolve_device
+from thermolens.cli._common import console, handle_errors, parse_grid, print_json, resolve_device, with_progress
 
 KIND = "avalanches"
 
@@ -58,7 +58,6 @@ def avalanches(
     device = resolve_device(device)
 
     from thermolens import models
-    from thermolens.cli.scan import _with_progress
     from thermolens.experiments.avalanches import avalanches as run_avalanches
 
     # Everything that can be refused is checked before the run directory is created.
@@ -66,7 +65,7 @@ def avalanches(
     run_dir = io.prepare_run_dir(out, kind=KIND, overwrite=overwrite)
     recorder = io.RunRecorder(run_dir, kind=KIND, command=io.command_line(), config=config.to_dict(), seed=seed)
     with recorder:
-        result = _with_progress(
+        result = with_progress(
             lambda progress: run_avalanches(loaded, texts, config=config, device=device, progress=progress), quiet,
             "avalanches",
         )

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from thermolens.cli._common import console, handle_errors, parse_grid, parse_ints, print_json, resolve_device
+from thermolens.cli._common import (
+    console, handle_errors, parse_grid, parse_ints, print_json, resolve_device, with_progress,
+)
 
 KIND = "scan"
 
@@ -63,13 +65,13 @@ def scan(
     run_dir = io.prepare_run_dir(out, kind=KIND, overwrite=overwrite)
     recorder = io.RunRecorder(run_dir, kind=KIND, command=io.command_line(), config=config.to_dict(), seed=seed)
     with recorder:
-        result = _with_progress(
+        result = with_progress(
             lambda progress: run_scan(loaded, texts, config=config, device=device, progress=progress), quiet, "scan"
         )
         result.save(run_dir)
         summary = result.summary()
         if power_law:
-            critical = _with_progress(
+            critical = with_progress(
                 lambda progress: detect_critical_point(result, loaded, texts, seed=seed, progress=progress), quiet,
                 "power-law check",
             )
@@ -92,21 +94,6 @@ def _read_texts(paths: list[Path] | None) -> list[str] | None:
     from thermolens.data.corpus import read_texts
 
     return read_texts(paths)
-
-
-def _with_progress(fn, quiet: bool, label: str):
-    """Call ``fn(progress)`` with a callback drawing a rich progress bar on stderr (none when quiet)."""
-    if quiet:
-        return fn(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task(label, total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return fn(progress)
 
 
 def _print_human(result, run_dir: Path) -> None:

@@ -13,9 +13,9 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from thermolens import io  # noqa: E402
+from thermolens.report import html_table  # noqa: E402
 from thermolens.stats.alternatives import survival  # noqa: E402
 
 SOURCE_STYLE = {
@@ -186,10 +186,6 @@ def draw_figures(result, run_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0, classes="t")
-
-
 def write_report(result, run_dir: str | Path) -> Path:
     """Figures plus a self-contained ``report.html`` (images embedded)."""
     run_dir = Path(run_dir)
@@ -206,7 +202,7 @@ def write_report(result, run_dir: str | Path) -> Path:
     verdict = ("The size distribution is a power law that beats both null models." if result.power_law_beats_nulls
                else "The size distribution is a power law, but not distinguishable from every null model."
                if m.is_power_law else "The size distribution is not a power law by the criteria below.")
-    temps = "" if result.temperatures is None else f"<h2>Attention temperature</h2>{_table(result.temperatures)}"
+    temps = "" if result.temperatures is None else f"<h2>Attention temperature</h2>{html_table(result.temperatures)}"
     text = f"""<!doctype html><html><head><meta charset="utf-8"><title>thermolens avalanches — {html.escape(result.model_name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}img{{max-width:100%}}
 table.t{{border-collapse:collapse;font-size:13px}}table.t td,table.t th{{padding:2px 8px;border-bottom:1px solid #ddd}}
@@ -219,9 +215,9 @@ figure{{margin:1.5em 0}}figcaption{{color:#666;font-size:12px}}</style></head><b
 p &gt; 0.1 (Clauset et al. 2009); it beats a null when the null is not a power law (or has a tau more than 2 combined standard errors
 away) and a two-sample KS test separates the size distributions (p &lt; 0.01). Mean-field critical branching: tau = 3/2,
 tau_t = 2, gamma = 2, branching ratio 1.</p>
-<h2>Fits</h2>{_table(result.to_frame()[cols])}
-<h2>Per layer</h2>{_table(result.layers)}
-<h2>Threshold robustness</h2>{_table(result.thresholds)}
+<h2>Fits</h2>{html_table(result.to_frame()[cols])}
+<h2>Per layer</h2>{html_table(result.layers)}
+<h2>Threshold robustness</h2>{html_table(result.thresholds)}
 {temps}
 {images}
 </body></html>"""

@@ -12,9 +12,9 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from thermolens import io  # noqa: E402
+from thermolens.report import html_table  # noqa: E402
 
 def _log_x(ax) -> None:
     """Log-scaled temperature axis; minor ticks unlabelled (on a short range their labels collide)."""
@@ -168,10 +168,6 @@ def draw_figures(result, run_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0, classes="t")
-
-
 def write_report(result, run_dir: str | Path) -> Path:
     """Figures plus a self-contained ``report.html`` (images embedded) with the most and least critical-like heads."""
     run_dir = Path(run_dir)
@@ -199,8 +195,8 @@ figure{{margin:1.5em 0}}figcaption{{color:#666;font-size:12px}}</style></head><b
 query row, averaged over rows. A specific-heat peak alone is not a phase transition: a softmax over n random logits peaks too
 (random-energy-model freezing, beta*sigma ~ sqrt(2 ln n)); the nulls are drawn per head with the same key structure and logit spread.
 <code>null_separation</code> = |ln T* - ln T*_null| for the nearer of the two nulls, in units of the bootstrap standard error.</p>
-<h2>Most critical-like heads (largest separation from the nearer null)</h2>{_table(ranked[cols].head(8))}
-<h2>Least critical-like heads</h2>{_table(ranked[cols].tail(8).iloc[::-1])}
+<h2>Most critical-like heads (largest separation from the nearer null)</h2>{html_table(ranked[cols].head(8))}
+<h2>Least critical-like heads</h2>{html_table(ranked[cols].tail(8).iloc[::-1])}
 {images}
 </body></html>"""
     return io.write_text(run_dir / "report.html", text)

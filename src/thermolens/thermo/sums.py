@@ -222,7 +222,6 @@ def _panel_sums(
     """
     m, j_star, n, z, s_e, s_ee, s_r, s_rr, s_ww = _key_moments(l, valid, betas, buf)
     n_b = betas.numel()
-    b = betas[:, None]
     nf = n.double()
     keep = (n > 0).double()  # (rows,)
     z = torch.where(n > 0, z, 1.0)  # empty rows: every key sum is 0; keep their algebra finite
