@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import thermolens
@@ -19,31 +18,7 @@ KW = dict(site="resid", lattice="token-layer", threshold=2.5, max_tokens=3000, s
           n_boot_branching=10)
 
 
-def _tiny_bert():
-    import transformers as tf
-
-    from thermolens.models import bundled_model_dir, from_pretrained_model
-
-    torch.manual_seed(0)
-    config = tf.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                           intermediate_size=37, max_position_embeddings=64)
-    model = tf.BertForMaskedLM(config)
-    tokenizer = tf.AutoTokenizer.from_pretrained(bundled_model_dir(), local_files_only=True)
-    return model, tokenizer, from_pretrained_model(model, tokenizer, name="tiny-bert")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return _tiny_bert()
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tiny):
-    model, tokenizer, _ = tiny
-    path = tmp_path_factory.mktemp("tiny-bert")
-    model.save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
-    return path
+TINY_LAYERS = 3  # the tiny BERT of conftest.py
 
 
 @pytest.fixture(scope="module")
