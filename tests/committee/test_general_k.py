@@ -177,6 +177,18 @@ def test_fixed_point_residual_k3():
     assert abs(p.q_d) < 1e-8 and 0.4 < p.q_a < 0.8  # non-specialized at alpha = 2 (see docs/committee.md)
 
 
+@pytest.mark.slow
+def test_k3_specialized_branch_matches_previous_implementation():
+    # docs/committee.md (K = 3 table), computed with the previous K-dimensional orbit rules (commit 800dfcf):
+    # alpha = 12: specialized q_d = 0.843, q_a = 0.098, f = -5.5071; non-specialized f = -5.5665, q_a = 0.918
+    spec = solve_symmetric(12.0, K3, branch="informed")
+    non = solve_symmetric(12.0, K3, branch="uninformed")
+    assert spec.converged and non.converged
+    assert spec.q_d == pytest.approx(0.843, abs=6e-4) and spec.q_a == pytest.approx(0.098, abs=6e-4)
+    assert spec.free_entropy == pytest.approx(-5.5071, abs=6e-5)
+    assert non.free_entropy == pytest.approx(-5.5665, abs=6e-5) and non.q_a == pytest.approx(0.918, abs=6e-4)
+
+
 @pytest.mark.parametrize("alpha,K", [(2.0, 5), (5.0, 7)])
 def test_fixed_point_residual_k5_k7(alpha, K):
     config = SymmetricConfig(K=K)

@@ -35,7 +35,6 @@ Generalization error: Monte Carlo of the Gibbs student (``generalization.gibbs_e
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -228,9 +227,14 @@ def _multisets(log_w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
     return idx[keep], lw[keep]
 
 
+@functools.lru_cache(maxsize=64)
 def _gh(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite nodes and weights for E over N(0, 1) (read-only, cached)."""
     x, w = roots_hermitenorm(n)
-    return x, w / math.sqrt(2.0 * math.pi)
+    w = w / math.sqrt(2.0 * math.pi)
+    x.setflags(write=False)
+    w.setflags(write=False)
+    return x, w
 
 
 def _xi_rule(q_d: float, shift: float, config: SymmetricConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -427,7 +431,8 @@ def solve_symmetric(
         q = new
         if it % 10 == 0 and residual < 1e-3 and q[0] > 1e-6:
             def G(t):
-                if not (0.0 <= t[0] <= t[1] < 1.0) or t[1] - t[0] > _KAPPA_MAX * (1.0 - t[0]):
+                if not (0.0 <= t[0] <= t[1] < 1.0) or t[1] - t[0] > _KAPPA_MAX * (1.0 - t[0]) \
+                        or (K >= 5 and t[0] >= 0.5):  # outside the range covered: push the solver back
                     return np.full(2, 1e3)
                 return symmetric_map(t, alpha, config)[0] - t
             sol = root(G, q, method="hybr", options={"xtol": 1e-13})
