@@ -267,7 +267,7 @@ def symmetric_output(q_d: float, q_a: float, config: SymmetricConfig) -> tuple[f
     Q = q_d I + (q_a / K) 1 1^T (V = I - Q).
 
     Outer expectation: omega_l = sqrt(q_d) xi_l + sqrt(c) eta (c = q_a / K) has covariance Q exactly,
-    with eta and the xi_l independent N(0, 1). eta: Gauss-Hermite (``n_eta`` nodes). Given eta the units
+    with eta and the xi_l independent N(0, 1). eta: Gauss-Hermite (``eta_nodes(kappa)``). Given eta the units
     are i.i.d. and the integrand is symmetric in them, so the K-dimensional xi rule is the tensor
     product of a 1-d rule (``_xi_rule``) taken once per multiset of nodes, weighted by the multinomial
     coefficient.
