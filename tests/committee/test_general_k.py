@@ -189,8 +189,8 @@ def test_k3_specialized_branch_matches_previous_implementation():
     assert non.free_entropy == pytest.approx(-5.5665, abs=6e-5) and non.q_a == pytest.approx(0.918, abs=6e-4)
 
 
-@pytest.mark.parametrize("alpha,K", [(2.0, 5), (5.0, 7)])
-def test_fixed_point_residual_k5_k7(alpha, K):
+@pytest.mark.parametrize("alpha,K", [(2.0, 5), (5.0, 7), (4.5, 9)])
+def test_fixed_point_residual_k5_k7_k9(alpha, K):
     config = SymmetricConfig(K=K)
     p = solve_symmetric(alpha, config)
     assert p.converged and p.residual < 1e-8
@@ -276,7 +276,7 @@ def test_config_rejects_unsupported():
     with pytest.raises(ValueError, match="odd K"):
         SymmetricConfig(K=4)
     with pytest.raises(ValueError, match="large_k"):
-        SymmetricConfig(K=9)
+        SymmetricConfig(K=13)
     with pytest.raises(ValueError, match="K <= 3"):
         SymmetricConfig(K=5, prior="binary")
     with pytest.raises(ValueError, match="even"):
@@ -307,7 +307,7 @@ def test_cli_se_k5_and_binary_k3_json():
     assert out["equilibrium"] == ["uninformed"] and out["branches"]["informed"]["q_d"] == [1.0]
 
 
-@pytest.mark.parametrize("args", [["--K", "9"], ["--K", "5", "--prior", "binary"]])
+@pytest.mark.parametrize("args", [["--K", "13"], ["--K", "5", "--prior", "binary"]])
 def test_cli_se_uncovered_exit_2(args):
     res = runner.invoke(app, ["committee", "se", *args, "--alpha", "1", "--json"])
     assert res.exit_code == 2

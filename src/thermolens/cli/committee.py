@@ -13,7 +13,7 @@ from thermolens.cli._common import console, handle_errors, parse_grid, parse_int
 
 app = typer.Typer(help="Committee machine: state evolution, thresholds, AMP, phase diagram.", no_args_is_help=True)
 
-_K = typer.Option(2, "--K", help="Number of hidden units: 1, 2 exact SE and AMP; 3, 5, 7 committee-symmetric "
+_K = typer.Option(2, "--K", help="Number of hidden units: 1, 2 exact SE and AMP; odd 3..11 committee-symmetric "
                   "SE (gaussian prior; binary for K = 3).")
 _PRIOR = typer.Option("gaussian", "--prior", help="Teacher weight prior: gaussian or binary (Rademacher).")
 _ACT = typer.Option("sign", "--activation", help="Hidden and output activation (the sign committee).")
@@ -86,7 +86,7 @@ def se(
     from thermolens.committee import SEConfig, SymmetricConfig, state_evolution, symmetric_state_evolution
 
     alphas = parse_grid(alpha, name="alpha", minimum=0.0)
-    if K >= 3:  # committee-symmetric ansatz (odd K <= 7; binary prior K = 3); K = 1, 2 exact
+    if K >= 3:  # committee-symmetric ansatz (odd K <= 11; binary prior K = 3); K = 1, 2 exact
         config = SymmetricConfig(K=K, prior=prior, activation=activation, tol=tol, max_iter=min(max_iter, 300))
         solver = symmetric_state_evolution
     else:

@@ -1,4 +1,4 @@
-"""Committee-symmetric state evolution of the sign committee for odd K = 1, 3, 5, 7.
+"""Committee-symmetric state evolution of the sign committee for odd K = 1, 3, ..., 11.
 
 Aubin et al. (2018), arXiv:1806.05451, committee-symmetric ansatz: Q = q_d I_K + (q_a / K) 1 1^T and
 the same form for R_hat. Both are diagonal in the basis {1/sqrt(K), its orthogonal complement}; the
@@ -47,7 +47,7 @@ from thermolens.committee.quadrature import prior_integrals, sinh_rule
 from thermolens.committee.state_evolution import BRANCHES, FixedPoint, SECurve, equilibrium_branch
 
 _KAPPA_MAX = 0.98  # beyond this the imaginary-factor integral loses too many digits
-_K_MAX = 7
+_K_MAX = 11
 _PERFECT = 1e-12  # Rademacher prior: 1 - q below this on both eigenvalues is the perfect state Q = I
 _REACH = 7.0  # the xi rules cover |xi - centre| <= 7 (Gaussian weight < 1e-10 beyond)
 _CHUNK = 4096  # multisets per vectorised block
@@ -60,7 +60,7 @@ _XI_NODES = ((0.005, 4), (0.03, 6), (0.12, 8), (0.3, 12), (0.5, 20))
 
 @dataclass(frozen=True)
 class SymmetricConfig:
-    """Settings of the committee-symmetric state evolution. ``K`` odd, 1 <= K <= 7; ``prior`` gaussian
+    """Settings of the committee-symmetric state evolution. ``K`` odd, 1 <= K <= 11; ``prior`` gaussian
     (any covered K) or binary (K <= 3); ``n_eta``: Gauss-Hermite nodes of the common Gaussian factor
     of omega; ``xi_scale``: multiplies the per-unit Gauss-Hermite node counts (q_d < 1/2); ``step``:
     sinh-rule step of the per-unit rule for q_d >= 1/2 (None: 0.2 for K <= 3, 0.3 for K = 5);
@@ -82,7 +82,7 @@ class SymmetricConfig:
     def __post_init__(self) -> None:
         if isinstance(self.K, bool) or not isinstance(self.K, (int, np.integer)) or self.K < 1 or self.K % 2 == 0 \
                 or self.K > _K_MAX:
-            raise ValueError(f"K={self.K}: the committee-symmetric equations are implemented for odd K = 1, 3, 5, 7 "
+            raise ValueError(f"K={self.K}: the committee-symmetric equations are implemented for odd K = 1, 3, ..., 11 "
                              "(even K ties: use K = 2 with SEConfig; larger K: use large_k_state_evolution)")
         if self.prior not in ("gaussian", "binary"):
             raise ValueError(f"prior={self.prior!r}: choose gaussian or binary")
@@ -417,7 +417,7 @@ def solve_symmetric(
         raise ValueError(f"alpha={alpha} must be a finite number >= 0 (samples per input dimension)")
     if branch == "informed" and config.K >= 5:
         raise ValueError(f"K={config.K}: the informed (specialized, q_d >= 1/2) branch is covered for K <= 3 only; "
-                         "K = 5, 7 solve the uninformed branch (q_d < 1/2)")
+                         "K >= 5 solves the uninformed branch (q_d < 1/2)")
     q = initial_state(branch, config) if q0 is None else np.array(q0, dtype=float)
     K = config.K
     residual = math.inf

@@ -1,5 +1,5 @@
 """Phase-transition thresholds of the committee machine from state evolution (K = 1, 2 exact; odd
-K = 3, 5, 7 committee-symmetric, Gaussian prior, and K = 3 Rademacher prior; for K >= 5 the informed
+K = 3, ..., 11 committee-symmetric, Gaussian prior, and K = 3 Rademacher prior; for K >= 5 the informed
 branch is not covered, so only ``alpha_spec`` can be found there).
 
 Definitions (Aubin et al. 2018, arXiv:1806.05451, Sec. 3-4; Barbier et al. 2019, PNAS 116, 5451,
