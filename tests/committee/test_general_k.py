@@ -12,10 +12,17 @@ from typer.testing import CliRunner
 from thermolens.cli import app
 from thermolens.committee import SEConfig, SymmetricConfig, solve_fixed_point, solve_symmetric
 from thermolens.committee.channels import bvn_cdf
-from thermolens.committee.general_k import label_probability, symmetric_map, symmetric_output
-from thermolens.committee.quadrature import perceptron_output
+from thermolens.committee.general_k import (
+    label_probability,
+    n_outer_nodes,
+    symmetric_map,
+    symmetric_output,
+    symmetric_prior,
+)
+from thermolens.committee.quadrature import gauss_hermite, perceptron_output, prior_integrals, psd_sqrt
 
 K3 = SymmetricConfig(K=3)
+K5 = SymmetricConfig(K=5)
 
 
 @pytest.mark.parametrize("omega", [[0.2, -0.5, 0.7], [1.0, 0.1, -0.3], [-1.5, -0.2, 0.4]])
@@ -65,22 +72,68 @@ def test_k1_fixed_point_equals_exact_state_evolution(alpha):
     assert ours.free_entropy == pytest.approx(ref.free_entropy, abs=1e-8)
 
 
-@pytest.mark.parametrize("q_d,q_a", [
-    (0.3, 0.4),
-    pytest.param(0.0, 0.9, marks=pytest.mark.slow),
-    pytest.param(0.7, 0.2, marks=pytest.mark.slow),
-    pytest.param(0.9, 0.05, marks=pytest.mark.slow),
+def _direct_rule(q_d, q_a, K, n):
+    # Independent route (the K = 3 code before the eta decomposition): tensor Gauss-Hermite over
+    # omega = Q^{1/2} xi in K dimensions, one node per permutation orbit, Z from the Poisson-binomial
+    # recursion of label_probability (checked against inclusion-exclusion above).
+    import itertools
+
+    x, w = gauss_hermite(n, 1)
+    x, w = x[:, 0], w
+    idx = np.array(list(itertools.combinations_with_replacement(range(n), K)))
+    mult = np.array([math.factorial(K) / np.prod([math.factorial(list(c).count(j)) for j in set(c)]) for c in idx])
+    omega = x[idx] @ psd_sqrt(q_d * np.eye(K) + (q_a / K) * np.ones((K, K)))
+    wt = np.prod(w[idx], axis=-1) * mult
+    Z, dZ = label_probability(omega, q_d, q_a, K, 64)
+    Z = np.where(Z > 1e-280, Z, 1.0)  # an impossible label contributes nothing (its rounding can be <= 0)
+    psi = float(np.sum(wt * (Z * np.log(Z)).sum(axis=0)))
+    m_par = float(np.sum(wt / Z * dZ.sum(axis=-1) ** 2)) / K
+    trace = float(np.sum(wt / Z * np.sum(dZ * dZ, axis=-1)))
+    return psi, (trace - m_par) / (K - 1), m_par
+
+
+@pytest.mark.parametrize("K,q_d,q_a", [(3, 0.3, 0.4), (3, 0.05, 0.8),
+                                       pytest.param(5, 0.2, 0.5, marks=pytest.mark.slow)])
+def test_eta_decomposition_matches_direct_k_dim_rule(K, q_d, q_a):
+    # the direct rule converged to ~1e-9 (Psi) / 1e-7 (m) at these points with n = 24 (K = 3), 16 (K = 5)
+    ref = _direct_rule(q_d, q_a, K, 24 if K == 3 else 16)
+    ours = symmetric_output(q_d, q_a, SymmetricConfig(K=K))
+    assert ours[0] == pytest.approx(ref[0], abs=3e-8)
+    assert np.max(np.abs(np.array(ours[1:]) - ref[1:])) < 2e-6
+
+
+FINE = dict(n_eta=24, xi_scale=2.0, n_u=24, step=0.14)
+
+
+@pytest.mark.parametrize("K,q_d,q_a", [
+    (3, 0.3, 0.4),
+    (5, 1e-5, 0.7),
+    pytest.param(5, 0.2, 0.5, marks=pytest.mark.slow),
+    pytest.param(7, 1e-5, 0.85, marks=pytest.mark.slow),
+    pytest.param(3, 0.0, 0.9, marks=pytest.mark.slow),
+    pytest.param(3, 0.7, 0.2, marks=pytest.mark.slow),
+    pytest.param(3, 0.9, 0.05, marks=pytest.mark.slow),
+    pytest.param(5, 0.45, 0.3, marks=pytest.mark.slow),
 ])
-def test_quadrature_accuracy(q_d, q_a):
-    # default rules against rules with twice the nodes (measured: Psi to ~1e-9, m to ~3e-6 at q_d = 0.9)
-    fine = SymmetricConfig(K=3, n_outer=40, n_u=64, step=0.14)
-    a = np.array(symmetric_output(q_d, q_a, K3))
-    b = np.array(symmetric_output(q_d, q_a, fine))
-    assert a[0] == pytest.approx(b[0], abs=1e-8)
-    assert np.max(np.abs(a[1:] - b[1:])) < 1e-5
+def test_quadrature_accuracy(K, q_d, q_a):
+    # default rules against rules with about twice the nodes in every direction (measured: Psi to ~1e-8,
+    # m to ~1e-6 relative in the specialized regime q_d >= 1/2, docs/committee.md)
+    a = np.array(symmetric_output(q_d, q_a, SymmetricConfig(K=K)))
+    b = np.array(symmetric_output(q_d, q_a, SymmetricConfig(K=K, **FINE)))
+    assert a[0] == pytest.approx(b[0], abs=2e-8)
+    assert np.max(np.abs(a[1:] - b[1:]) / np.maximum(1.0, np.abs(b[1:]))) < 5e-6
 
 
-@pytest.mark.parametrize("q_d,q_a", [(0.3, 0.4), (0.6, 0.2)])
+def test_k5_specialized_is_refused():
+    with pytest.raises(ValueError, match="K <= 3"):
+        symmetric_output(0.6, 0.1, K5)
+    with pytest.raises(ValueError, match="K <= 3"):
+        solve_symmetric(30.0, K5, branch="informed")
+    # q_d = 0: only the common factor eta is integrated (one xi node per unit)
+    assert n_outer_nodes(0.0, 0.5, SymmetricConfig(K=7)) == SymmetricConfig(K=7).eta_nodes(0.5)
+
+
+@pytest.mark.parametrize("q_d,q_a", [(0.25, 0.4), (0.6, 0.2)])
 def test_fisher_is_gradient_of_psi_out(q_d, q_a):
     # Theorem 1 of arXiv:1806.05451: E[g g^T] = 2 grad_Q Psi_out. In eigenvalues: dPsi/dq_par = m_par / 2,
     # dPsi/dq_perp = (K - 1) m_perp / 2 (q_perp = q_d, q_par = q_d + q_a). Central differences, h = 1e-4.
@@ -97,9 +150,23 @@ def test_fisher_is_gradient_of_psi_out(q_d, q_a):
     assert d_perp == pytest.approx(2 * m_perp / 2, rel=1e-4)
 
 
-def test_non_specialized_point_is_a_fixed_direction():
+@pytest.mark.parametrize("config", [K3, K5, SymmetricConfig(K=7)])
+def test_non_specialized_point_is_a_fixed_direction(config):
     # q_d = 0: omega lies on the 1 direction, grad Z is parallel to 1 by symmetry, so m_perp = 0 and q_d stays 0
-    assert abs(symmetric_output(0.0, 0.5, K3)[1]) < 1e-12
+    assert abs(symmetric_output(0.0, 0.5, config)[1]) < 1e-12
+
+
+def test_fisher_is_gradient_of_psi_out_k5():
+    h = 1e-4
+    q_d, q_a = 0.2, 0.5
+    _, m_perp, m_par = symmetric_output(q_d, q_a, K5)
+
+    def psi(q_perp, q_par):
+        return symmetric_output(q_perp, q_par - q_perp, K5)[0]
+
+    qp, qa = q_d, q_d + q_a
+    assert (psi(qp, qa + h) - psi(qp, qa - h)) / (2 * h) == pytest.approx(m_par / 2, rel=1e-5)
+    assert (psi(qp + h, qa) - psi(qp - h, qa)) / (2 * h) == pytest.approx(4 * m_perp / 2, rel=1e-4)
 
 
 def test_fixed_point_residual_k3():
@@ -110,21 +177,110 @@ def test_fixed_point_residual_k3():
     assert abs(p.q_d) < 1e-8 and 0.4 < p.q_a < 0.8  # non-specialized at alpha = 2 (see docs/committee.md)
 
 
-def test_eps_g_at_alpha_zero_is_one_half():
-    # alpha = 0: Q = 0, the Gibbs student is independent of the teacher and both labels are uniform +-1 (odd K),
-    # so eps_g = P(y != y_hat) = 1/2 exactly; gibbs_error is Monte Carlo (4e5 samples: std 8e-4)
-    p = solve_symmetric(0.0, K3)
+@pytest.mark.slow
+def test_k3_specialized_branch_matches_previous_implementation():
+    # docs/committee.md (K = 3 table), computed with the previous K-dimensional orbit rules (commit 800dfcf):
+    # alpha = 12: specialized q_d = 0.843, q_a = 0.098, f = -5.5071; non-specialized f = -5.5665, q_a = 0.918
+    spec = solve_symmetric(12.0, K3, branch="informed")
+    non = solve_symmetric(12.0, K3, branch="uninformed")
+    assert spec.converged and non.converged
+    assert spec.q_d == pytest.approx(0.843, abs=6e-4) and spec.q_a == pytest.approx(0.098, abs=6e-4)
+    assert spec.free_entropy == pytest.approx(-5.5071, abs=6e-5)
+    assert non.free_entropy == pytest.approx(-5.5665, abs=6e-5) and non.q_a == pytest.approx(0.918, abs=6e-4)
+
+
+@pytest.mark.parametrize("alpha,K", [(2.0, 5), (5.0, 7), (4.5, 9)])
+def test_fixed_point_residual_k5_k7_k9(alpha, K):
+    config = SymmetricConfig(K=K)
+    p = solve_symmetric(alpha, config)
+    assert p.converged and p.residual < 1e-8
+    new, _, _ = symmetric_map(np.array([p.q_d, p.q_d + p.q_a]), alpha, config)
+    assert np.max(np.abs(new - [p.q_d, p.q_d + p.q_a])) < 1e-8
+    assert abs(p.q_d) < 1e-8 and 0.4 < p.q_a < 0.9  # non-specialized (docs/committee.md)
+
+
+@pytest.mark.parametrize("K", [3, 5, 7])
+def test_eps_g_at_alpha_zero_is_one_half(K):
+    # alpha = 0: Q = 0, the Gibbs student is independent of the teacher; for odd K each committee label is +-1
+    # with probability 1/2 (sign-flip symmetry of the pre-activations), so eps_g = P(y != y_hat) = 1/2 exactly.
+    # gibbs_error is Monte Carlo (4e5 samples: std 8e-4)
+    p = solve_symmetric(0.0, SymmetricConfig(K=K))
     assert p.converged and np.allclose(p.Q, 0.0, atol=1e-12)
     assert p.eps_g == pytest.approx(0.5, abs=4e-3)
+
+
+def _mc_binary_prior(R, n, seed):
+    # brute force: w* uniform on {+-1}^K, xi ~ N(0, I), B = R w* + R^{1/2} xi,
+    # log Z = log 2^-K sum_w exp(-w^T R w / 2 + w.B); posterior mean f = E[w | B]
+    from thermolens.committee.channels import sign_configurations
+
+    rng = np.random.default_rng(seed)
+    K = R.shape[0]
+    S = sign_configurations(K)
+    w_star = rng.choice([-1.0, 1.0], size=(n, K))
+    B = w_star @ R + rng.standard_normal((n, K)) @ psd_sqrt(R)
+    logits = B @ S.T - 0.5 * np.einsum("ck,kl,cl->c", S, R, S)
+    top = logits.max(axis=1, keepdims=True)
+    p = np.exp(logits - top)
+    log_z = top[:, 0] + np.log(p.sum(axis=1)) - K * math.log(2.0)
+    f = (p / p.sum(axis=1, keepdims=True)) @ S
+    return log_z, np.einsum("ni,nj->nij", f, f)
+
+
+def test_binary_k3_prior_against_monte_carlo():
+    r_perp, r_par = 1.5, 3.0
+    config = SymmetricConfig(K=3, prior="binary")
+    psi, q_perp, q_par = symmetric_prior(r_perp, r_par, config)
+    R = r_perp * np.eye(3) + (r_par - r_perp) * np.ones((3, 3)) / 3
+    log_z, ff = _mc_binary_prior(R, 400_000, seed=1)
+    assert psi == pytest.approx(log_z.mean(), abs=4 * log_z.std() / math.sqrt(len(log_z)))
+    Q = ff.mean(axis=0)
+    off = (Q.sum() - np.trace(Q)) / 6
+    se = 4 * ff.std(axis=0).max() / math.sqrt(len(ff))
+    assert q_perp == pytest.approx(np.trace(Q) / 3 - off, abs=2 * se)
+    assert q_par == pytest.approx(np.trace(Q) / 3 + 2 * off, abs=3 * se)
+    # and against the same tensor Gauss-Hermite rule with twice the nodes (measured ~1e-6 here)
+    psi2, Q2 = prior_integrals("binary", R, 96)
+    assert psi == pytest.approx(psi2, abs=1e-7)
+
+
+def test_binary_k3_perfect_state_is_a_fixed_point():
+    # Rademacher prior: Q = I is an exact fixed point (R_hat -> infinity); from (1 - 1e-8) I one step lands within
+    # 1e-12 of I, and the point reports f = -K log 2 (state_evolution.py, docs/committee.md)
+    config = SymmetricConfig(K=3, prior="binary")
+    new, _, _ = symmetric_map(np.array([1 - 1e-8, 1 - 1e-8]), 1.0, config)
+    assert np.all(1.0 - new < 1e-12)
+    p = solve_symmetric(1.0, config, branch="informed")
+    assert p.converged and p.perfect and p.free_entropy == pytest.approx(-3 * math.log(2.0), abs=1e-12)
+    assert p.eps_g == 0.0
+
+
+def test_binary_k1_equals_exact_state_evolution():
+    ours = solve_symmetric(1.0, SymmetricConfig(K=1, prior="binary"))
+    ref = solve_fixed_point(1.0, SEConfig(K=1, prior="binary"))
+    assert ours.converged and ref.converged and not ref.perfect
+    assert ours.Q[0, 0] == pytest.approx(ref.Q[0, 0], abs=1e-8)
+    assert ours.free_entropy == pytest.approx(ref.free_entropy, abs=1e-8)
+
+
+def test_binary_k3_uninformed_fixed_point():
+    config = SymmetricConfig(K=3, prior="binary")
+    p = solve_symmetric(1.0, config)
+    assert p.converged and p.residual < 1e-8 and not p.perfect
+    assert abs(p.q_d) < 1e-8 and 0.2 < p.q_a < 0.6
+    # the perfect state has the lower free entropy at alpha = 1: no transition yet
+    assert p.free_entropy > -3 * math.log(2.0)
 
 
 def test_config_rejects_unsupported():
     with pytest.raises(ValueError, match="odd K"):
         SymmetricConfig(K=4)
     with pytest.raises(ValueError, match="large_k"):
-        SymmetricConfig(K=5)
-    with pytest.raises(ValueError, match="gaussian"):
-        SymmetricConfig(K=3, prior="binary")
+        SymmetricConfig(K=13)
+    with pytest.raises(ValueError, match="K <= 3"):
+        SymmetricConfig(K=5, prior="binary")
+    with pytest.raises(ValueError, match="even"):
+        SymmetricConfig(K=3, n_eta=13)
 
 
 runner = CliRunner()
@@ -139,6 +295,24 @@ def test_cli_se_k3_json():
     assert out["free_entropy"][1] < out["free_entropy"][0] < 0
 
 
+def test_cli_se_k5_and_binary_k3_json():
+    res = runner.invoke(app, ["committee", "se", "--K", "5", "--alpha", "0.5,2", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert len(out["q"][0]) == 5 and out["n_not_converged"] == 0
+    assert out["free_entropy"][1] < out["free_entropy"][0] < 0
+    res = runner.invoke(app, ["committee", "se", "--K", "3", "--prior", "binary", "--alpha", "1", "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["equilibrium"] == ["uninformed"] and out["branches"]["informed"]["q_d"] == [1.0]
+
+
+@pytest.mark.parametrize("args", [["--K", "13"], ["--K", "5", "--prior", "binary"]])
+def test_cli_se_uncovered_exit_2(args):
+    res = runner.invoke(app, ["committee", "se", *args, "--alpha", "1", "--json"])
+    assert res.exit_code == 2
+
+
 def test_cli_se_even_k_exit_2():
     res = runner.invoke(app, ["committee", "se", "--K", "4", "--alpha", "1", "--json"])
     assert res.exit_code == 2
@@ -151,3 +325,11 @@ def test_cli_thresholds_k3_below_transition():
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["K"] == 3 and out["alpha_spec"] is None and out["alpha_it"] is None and out["order"] is None
+
+
+def test_cli_thresholds_k5_below_transition():
+    res = runner.invoke(app, ["committee", "thresholds", "--K", "5", "--alpha-max", "2", "--step", "1", "--json",
+                              "--quiet"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["K"] == 5 and out["alpha_spec"] is None and out["alpha_it"] is None and out["order"] is None

@@ -13,8 +13,8 @@ from thermolens.cli._common import console, handle_errors, parse_grid, parse_int
 
 app = typer.Typer(help="Committee machine: state evolution, thresholds, AMP, phase diagram.", no_args_is_help=True)
 
-_K = typer.Option(2, "--K", help="Number of hidden units: 1, 2 exact SE and AMP; 3 committee-symmetric SE "
-                  "(gaussian prior).")
+_K = typer.Option(2, "--K", help="Number of hidden units: 1, 2 exact SE and AMP; odd 3..11 committee-symmetric "
+                  "SE (gaussian prior; binary for K = 3).")
 _PRIOR = typer.Option("gaussian", "--prior", help="Teacher weight prior: gaussian or binary (Rademacher).")
 _ACT = typer.Option("sign", "--activation", help="Hidden and output activation (the sign committee).")
 _JSON = typer.Option(False, "--json", help="Print one JSON object with the headline numbers to stdout.")
@@ -57,9 +57,12 @@ def _se_payload(curve) -> dict:
 
 
 def _warn_failures(curve) -> None:
+    if any(p.n_iter == 0 for p in curve.informed):
+        console.print(f"note: informed (specialized) branch not computed for K={curve.config.K} (covered for K <= 3); "
+                      "its entries are null")
     for name in ("uninformed", "informed"):
         for p in curve.branch(name):
-            if not p.converged:
+            if not p.converged and p.n_iter > 0:
                 console.print(f"[yellow]warning:[/] {name} fixed point at alpha={p.alpha:.4g} did not converge "
                               f"(residual {p.residual:.2e} after {p.n_iter} iterations); reported as null")
 
@@ -83,7 +86,7 @@ def se(
     from thermolens.committee import SEConfig, SymmetricConfig, state_evolution, symmetric_state_evolution
 
     alphas = parse_grid(alpha, name="alpha", minimum=0.0)
-    if K >= 3:  # committee-symmetric ansatz (K = 3, Gaussian prior); K = 1, 2 exact
+    if K >= 3:  # committee-symmetric ansatz (odd K <= 11; binary prior K = 3); K = 1, 2 exact
         config = SymmetricConfig(K=K, prior=prior, activation=activation, tol=tol, max_iter=min(max_iter, 300))
         solver = symmetric_state_evolution
     else:

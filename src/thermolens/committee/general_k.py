@@ -1,26 +1,30 @@
-"""Committee-symmetric state evolution of the sign committee for finite K = 3 (Gaussian prior).
+"""Committee-symmetric state evolution of the sign committee for odd K = 1, 3, ..., 11.
 
 Aubin et al. (2018), arXiv:1806.05451, committee-symmetric ansatz: Q = q_d I_K + (q_a / K) 1 1^T and
 the same form for R_hat. Both are diagonal in the basis {1/sqrt(K), its orthogonal complement}; the
 eigenvalues are q_perp = q_d (K - 1 directions) and q_par = q_d + q_a (the 1 direction), so the
 replica formula (Theorem 1) reduces to two scalars:
 
-* prior side (Gaussian prior, closed form): q = r / (1 + r) for each eigenvalue and
-  psi_P0 = [(K - 1)(r_perp - log(1 + r_perp)) + r_par - log(1 + r_par)] / 2;
+* prior side: Gaussian prior in closed form, q = r / (1 + r) for each eigenvalue and
+  psi_P0 = [(K - 1)(r_perp - log(1 + r_perp)) + r_par - log(1 + r_par)] / 2; Rademacher prior
+  (K <= 3) by the exact sum over sign vectors and tensor Gauss-Hermite over the noise;
 * output side: with omega ~ N(0, Q), z | omega ~ N(omega, V), V = I - Q = v_d I - c 1 1^T
   (v_d = 1 - q_d, c = q_a / K >= 0), Z(+1 | omega) = P(#{l: z_l > 0} > K/2). The noise is
   equicorrelated with a NEGATIVE common part, so it is written with an imaginary common factor:
   z_l = omega_l + sqrt(v_d) eps_l + i sqrt(c) u, u ~ N(0, 1). Given u the units are independent
-  with p_l(u) = Phi((omega_l + i sqrt(c) u) / sqrt(v_d)) and the count is Poisson-binomial (exact
-  recursion over K). Every orthant probability is analytic in the common variance, so E_u of the
-  multilinear Poisson-binomial tail continues from c < 0 (real factor) to c > 0 as long as
-  kappa = K c / v_d = q_a / (1 - q_d) < 1, i.e. V > 0. The u-integrand grows like
-  exp(kappa u^2 / 2); the substitution u = x / sqrt(1 - kappa) makes it O(1) and Gauss-Hermite in x
-  then converges fast (cancellation costs only a factor ~ 1 / sqrt(1 - kappa) in precision).
-* The outer expectation over omega ~ N(0, Q) is a tensor rule over one node per permutation orbit:
-  Gauss-Hermite in omega = Q^{1/2} xi for q_d < 1/2, a sinh-map trapezoid rule in omega for
-  q_d >= 1/2. Implemented for K = 1, 3 (K >= 5 would need a K-dimensional rule we have not made
-  accurate; a Sobol rule gave only ~3e-4 for K = 5).
+  with p_l(u) = Phi((omega_l + i sqrt(c) u) / sqrt(v_d)) and the count is Poisson-binomial. Every
+  orthant probability is analytic in the common variance, so E_u of the multilinear Poisson-binomial
+  tail continues from c < 0 (real factor) to c > 0 as long as kappa = K c / v_d = q_a / (1 - q_d) < 1,
+  i.e. V > 0. The u-integrand grows like exp(kappa u^2 / 2); the substitution u = x / sqrt(1 - kappa)
+  makes it O(1) and Gauss-Hermite in x then converges (cancellation costs a factor ~ 1 / sqrt(1 - kappa)
+  in precision).
+* The outer expectation over omega ~ N(0, Q) uses omega_l = sqrt(q_d) xi_l + sqrt(c) eta exactly
+  (eta, xi_l i.i.d. N(0, 1)): Gauss-Hermite over eta, and given eta a tensor rule over the i.i.d.
+  xi_l taken once per multiset of 1-d nodes (the integrand is symmetric in the units), with
+  multisets of negligible weight dropped. Given (eta, u) the per-unit factors depend on one node
+  each, so the Poisson-binomial count is obtained from per-node logarithms by a discrete Fourier
+  transform over the (K+1)-th roots of unity (see ``symmetric_output``). Specialized states
+  (q_d >= 1/2) need a sinh-map rule with ~30 nodes per unit; they are covered for K <= 3 only.
 
 Psi_out = E_omega sum_y Z log Z; E[g_out g_out^T] = m_d I + (m_a/K) 1 1^T, whose eigenvalues give
 R_hat = alpha E[g g^T]. Free entropy (total, not per unit)
@@ -31,7 +35,6 @@ Generalization error: Monte Carlo of the Gibbs student (``generalization.gibbs_e
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,62 +43,102 @@ import numpy as np
 from scipy.special import log_ndtr, roots_hermitenorm
 
 from thermolens.committee.generalization import gibbs_error, plugin_error
-from thermolens.committee.quadrature import gauss_hermite, psd_sqrt, sinh_rule
+from thermolens.committee.quadrature import prior_integrals, sinh_rule
 from thermolens.committee.state_evolution import BRANCHES, FixedPoint, SECurve, equilibrium_branch
 
 _KAPPA_MAX = 0.98  # beyond this the imaginary-factor integral loses too many digits
+_K_MAX = 11
+_PERFECT = 1e-12  # Rademacher prior: 1 - q below this on both eigenvalues is the perfect state Q = I
+_REACH = 7.0  # the xi rules cover |xi - centre| <= 7 (Gaussian weight < 1e-10 beyond)
+_CHUNK = 4096  # multisets per vectorised block
+_W_MIN = 1e-15  # multisets of the outer rule with a smaller total weight are dropped
+_Z_MIN = 1e-13  # label probabilities below this carry no reliable digits (DFT cancellation ~1e-16)
+# Gauss-Hermite nodes of the xi rule by q_d (upper bound of the bracket, nodes), measured for K = 5:
+# each bracket's rule agrees with a rule of 20 nodes to ~1e-8 in m (docs/committee.md)
+_XI_NODES = ((0.005, 4), (0.03, 6), (0.12, 8), (0.3, 12), (0.5, 20))
 
 
 @dataclass(frozen=True)
 class SymmetricConfig:
-    """Settings of the committee-symmetric state evolution. ``K`` in {1, 3}; ``n_outer``:
-    Gauss-Hermite nodes per dimension of the omega integral (q_d < 1/2); ``step``: sinh-rule step
-    of the omega integral (q_d >= 1/2); ``n_u``: Gauss-Hermite nodes of the common-factor
-    integral; ``tol``: fixed-point residual max |F(q) - q| over (q_perp, q_par)."""
+    """Settings of the committee-symmetric state evolution. ``K`` odd, 1 <= K <= 11; ``prior`` gaussian
+    (any covered K) or binary (K <= 3); ``n_eta``: Gauss-Hermite nodes of the common Gaussian factor
+    of omega; ``xi_scale``: multiplies the per-unit Gauss-Hermite node counts (q_d < 1/2); ``step``:
+    sinh-rule step of the per-unit rule for q_d >= 1/2 (None: 0.2 for K <= 3, 0.3 for K = 5);
+    ``n_u``: Gauss-Hermite nodes of the common noise factor at kappa = 0 (scaled by 1/(1 - kappa));
+    ``tol``: fixed-point residual max |F(q) - q| over (q_perp, q_par)."""
 
     K: int = 3
     prior: str = "gaussian"
     activation: str = "sign"
     tol: float = 1e-9
     max_iter: int = 300
-    n_outer: int | None = None
-    n_u: int = 32
+    n_eta: int = 12
+    xi_scale: float = 1.0
+    n_u: int = 12
+    n_prior: int | None = None
     q0: float = 1e-3
-    step: float = 0.2
+    step: float | None = None
 
     def __post_init__(self) -> None:
-        if self.K not in (1, 3):
-            raise ValueError(f"K={self.K}: the committee-symmetric equations are implemented for odd K = 1, 3 "
-                             "(even K ties: use K = 2 with SEConfig; K >= 5 needs an outer K-dimensional "
-                             "integral we have not made accurate: use large_k_state_evolution for large K)")
-        if self.prior != "gaussian":
-            raise ValueError(f"prior={self.prior!r}: finite-K committee-symmetric state evolution is implemented "
-                             "for the gaussian prior only (binary: K = 1, 2 exact)")
+        if isinstance(self.K, bool) or not isinstance(self.K, (int, np.integer)) or self.K < 1 or self.K % 2 == 0 \
+                or self.K > _K_MAX:
+            raise ValueError(f"K={self.K}: the committee-symmetric equations are implemented for odd K = 1, 3, ..., 11 "
+                             "(even K ties: use K = 2 with SEConfig; larger K: use large_k_state_evolution)")
+        if self.prior not in ("gaussian", "binary"):
+            raise ValueError(f"prior={self.prior!r}: choose gaussian or binary")
+        if self.prior == "binary" and self.K > 3:
+            raise ValueError(f"prior='binary' with K={self.K}: the committee-symmetric Rademacher prior is implemented "
+                             "for K <= 3 (K = 1, 2 exact with SEConfig); use the gaussian prior for K >= 5")
         if self.activation != "sign":
             raise ValueError(f"activation={self.activation!r}: only the sign committee is implemented")
         if not (0.0 < self.tol <= 1e-6):
             raise ValueError(f"tol={self.tol} must lie in (0, 1e-6]")
         if self.max_iter < 1:
             raise ValueError(f"max_iter={self.max_iter} must be >= 1")
-        if self.n_outer is not None and self.n_outer < 4:
-            raise ValueError(f"n_outer={self.n_outer} must be >= 4")
-        if self.n_u < 8:
-            raise ValueError(f"n_u={self.n_u} must be >= 8")
+        if self.n_eta < 4 or self.n_eta % 2:
+            raise ValueError(f"n_eta={self.n_eta} must be even and >= 4 (an even rule has no node at 0)")
+        if not (0.5 <= self.xi_scale <= 4.0):
+            raise ValueError(f"xi_scale={self.xi_scale} must lie in [0.5, 4]")
+        if self.n_prior is not None and self.n_prior < 8:
+            raise ValueError(f"n_prior={self.n_prior} must be >= 8")
+        if self.n_u < 6:
+            raise ValueError(f"n_u={self.n_u} must be >= 6")
+        if self.step is not None and not (0.05 <= self.step <= 0.5):
+            raise ValueError(f"step={self.step} must lie in [0.05, 0.5]")
         if not (0.0 < self.q0 < 0.5):
             raise ValueError(f"q0={self.q0} (uninformed start) must lie in (0, 0.5)")
 
     @property
-    def outer(self) -> int:
-        if self.n_outer is not None:
-            return self.n_outer
-        return 80 if self.K == 1 else 24
+    def prior_nodes(self) -> int:
+        """Gauss-Hermite nodes per dimension of the Rademacher prior integral (as quadrature.prior_integrals)."""
+        if self.n_prior is not None:
+            return self.n_prior
+        return 1000 if self.K == 1 else 48
 
+    @property
+    def sinh_step(self) -> float:
+        if self.step is not None:
+            return self.step
+        return 0.2 if self.K <= 3 else 0.3
 
-@functools.lru_cache(maxsize=16)
-def _outer_rule(K: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes (N, K) and weights (N,) of E over N(0, I_K): tensor Gauss-Hermite, one node per orbit."""
-    x, w = gauss_hermite(n, 1)
-    return _symmetric_orbits(x[:, 0], w, K)
+    def eta_nodes(self, kappa: float) -> int:
+        """Gauss-Hermite nodes of the common factor eta. Along 1 the label noise has variance
+        (1 - q_d)(1 - kappa): the integrand's step in eta sharpens like sqrt(1 - kappa), and Gauss-Hermite
+        needs ~1/(1 - kappa) nodes (measured: 80 nodes give 1e-8 at kappa = 0.9)."""
+        n = max(self.n_eta, int(math.ceil(self.n_eta * 2.0 / (3.0 * (1.0 - kappa)))))
+        return n + n % 2
+
+    def u_nodes(self, kappa: float) -> int:
+        """Gauss-Hermite nodes (even) of the common noise factor: the u-integrand oscillates more as
+        kappa -> 1 (measured: ~100 nodes for 1e-8 at kappa = 0.9, ~25 at kappa = 0.57)."""
+        n = max(8, int(math.ceil(self.n_u / (1.0 - kappa))))
+        return n + n % 2
+
+    def n_xi(self, q_d: float) -> int:
+        """Gauss-Hermite nodes per unit for 0 < q_d < 1/2 (even, so that no node sits at xi = 0)."""
+        n = next(n for top, n in _XI_NODES if q_d <= top)
+        n = int(math.ceil(self.xi_scale * n))
+        return n + n % 2
 
 
 def _tail_and_grad(p: np.ndarray, f: np.ndarray, dp: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,49 +196,172 @@ def label_probability(omega: np.ndarray, q_d: float, q_a: float, K: int, n_u: in
     return Z, dZ
 
 
-def _symmetric_orbits(x: np.ndarray, w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tensor product of a 1-d rule (x, w) in K dimensions, one node per permutation orbit (weights
-    summed over the orbit): valid because every integrand here is symmetric under permuting units."""
-    idx = np.array(list(itertools.combinations_with_replacement(range(len(x)), K)))
-    mult = np.array([math.factorial(K) / np.prod([math.factorial(list(c).count(j)) for j in set(c)]) for c in idx])
-    return x[idx], np.prod(w[idx], axis=-1) * mult
+def _multisets(log_w: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multisets of K nodes of a 1-d rule with log weights ``log_w`` (n,) whose orbit weight
+    prod_l w_l * K! / prod_j m_j! exceeds ``_W_MIN`` (orbit weights sum to 1): indices (N, K), sorted,
+    and log orbit weights (N,). Built one unit at a time, dropping partial multisets that cannot reach
+    the threshold even with the largest weight for every remaining unit."""
+    n = len(log_w)
+    top = float(np.max(log_w))
+    cut = math.log(_W_MIN) - math.lgamma(K + 1)
+    idx = np.arange(n)[:, None]
+    lw = log_w.copy()
+    for k in range(1, K):
+        last = idx[:, -1]
+        counts = n - last
+        rows = np.repeat(np.arange(len(idx)), counts)
+        nxt = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts - last, counts)  # j = last .. n-1
+        lw = lw[rows] + log_w[nxt]
+        idx = np.concatenate([idx[rows], nxt[:, None]], axis=1)
+        keep = lw + (K - 1 - k) * top > cut
+        idx, lw = idx[keep], lw[keep]
+    # orbit size K! / prod_j m_j! from the runs of equal sorted indices
+    log_mult = np.full(len(idx), math.lgamma(K + 1))
+    run = np.ones(len(idx))
+    for j in range(1, K):
+        same = idx[:, j] == idx[:, j - 1]
+        run = np.where(same, run + 1.0, 1.0)
+        log_mult -= np.where(same, np.log(run), 0.0)
+    lw = lw + log_mult
+    keep = lw > math.log(_W_MIN)
+    return idx[keep], lw[keep]
 
 
-def _omega_space_rule(K: int, q_d: float, q_par: float, step: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes omega (N, K) and weights of E over N(0, Q) for a specialized Q (q_d >= 1/2): a tensor
-    sinh-map trapezoid rule in omega itself, dense (spacing ~ sqrt(1 - q_d) step) around the planes
-    omega_l = 0 across which Z_out changes on the scale sqrt(1 - q_d), times the Gaussian density."""
-    x, w = sinh_rule(0.0, min(1.0, math.sqrt(1.0 - q_d)), 9.0, step)
-    omega, wt = _symmetric_orbits(x, w, K)
-    s1 = omega.sum(axis=1)
-    quad = (np.sum(omega * omega, axis=1) - s1 * s1 / K) / q_d + s1 * s1 / (K * q_par)
-    logdet = (K - 1) * math.log(q_d) + math.log(q_par)
-    dens = np.exp(-0.5 * quad - 0.5 * logdet - 0.5 * K * math.log(2.0 * math.pi))
-    return omega, wt * dens
+@functools.lru_cache(maxsize=64)
+def _gh(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite nodes and weights for E over N(0, 1) (read-only, cached)."""
+    x, w = roots_hermitenorm(n)
+    w = w / math.sqrt(2.0 * math.pi)
+    x.setflags(write=False)
+    w.setflags(write=False)
+    return x, w
 
 
-def _outer_nodes(q_d: float, q_a: float, config: SymmetricConfig) -> tuple[np.ndarray, np.ndarray]:
-    K = config.K
-    if K > 1 and q_d >= 0.5:
-        return _omega_space_rule(K, q_d, q_d + q_a, config.step)
-    xi, w = _outer_rule(K, config.outer)
-    return xi @ psd_sqrt(q_d * np.eye(K) + (q_a / K) * np.ones((K, K))), w
+def _xi_rule(q_d: float, shift: float, config: SymmetricConfig) -> tuple[np.ndarray, np.ndarray]:
+    """1-d rule (x, w) for E over xi ~ N(0, 1) of the unit variable, omega_l = sqrt(q_d) xi_l + shift.
+
+    q_d = 0: one node (omega does not depend on xi). q_d < 1/2: Gauss-Hermite with a node count growing
+    with q_d (the integrand varies on the scale sqrt((1 - q_d) / q_d) in xi). q_d >= 1/2: sinh-map
+    trapezoid rule centred on the plane omega_l = 0 (xi = -shift / sqrt(q_d)), spacing
+    ~ sqrt((1 - q_d) / q_d) * step there, times the Gaussian weight."""
+    if q_d == 0.0:
+        return np.zeros(1), np.ones(1)
+    if q_d < 0.5:
+        return _gh(config.n_xi(q_d))
+    x0 = -shift / math.sqrt(q_d)
+    x, w = sinh_rule(x0, min(1.0, math.sqrt((1.0 - q_d) / q_d)), _REACH + abs(x0), config.sinh_step)
+    w = w * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    keep = w > 1e-18 * w.max()
+    return x[keep], w[keep]
+
+
+def n_outer_nodes(q_d: float, q_a: float, config: SymmetricConfig) -> int:
+    """Number of outer nodes (eta nodes x multisets of K xi nodes) ``symmetric_output`` uses at (q_d, q_a)."""
+    etas = _gh(config.eta_nodes(q_a / (1.0 - q_d)))[0] if q_a > 0 else np.zeros(1)
+    c = q_a / config.K
+    return sum(len(_multisets(np.log(_xi_rule(q_d, math.sqrt(c) * e, config)[1]), config.K)[0]) for e in etas)
 
 
 def symmetric_output(q_d: float, q_a: float, config: SymmetricConfig) -> tuple[float, float, float]:
-    """(Psi_out, m_perp, m_par): Psi_out = E sum_y Z log Z and the eigenvalues of E[g g^T]."""
+    """(Psi_out, m_perp, m_par): Psi_out = E sum_y Z log Z and the eigenvalues of E[g g^T] at
+    Q = q_d I + (q_a / K) 1 1^T (V = I - Q).
+
+    Outer expectation: omega_l = sqrt(q_d) xi_l + sqrt(c) eta (c = q_a / K) has covariance Q exactly,
+    with eta and the xi_l independent N(0, 1). eta: Gauss-Hermite (``eta_nodes(kappa)``). Given eta the units
+    are i.i.d. and the integrand is symmetric in them, so the K-dimensional xi rule is the tensor
+    product of a 1-d rule (``_xi_rule``) taken once per multiset of nodes, weighted by the multinomial
+    coefficient.
+
+    Inner expectation (common noise factor u, see the module docstring): given u the count of positive
+    units has the generating function G(t) = prod_l (f_l + p_l t); its coefficients follow from G at the
+    (K+1)-th roots of unity t = w^k (a discrete Fourier transform), and G(w^k) = exp(sum_l log h_k(l))
+    with h_k = f + p w^k, so every multiset needs only sums of per-node logarithms. The k = 0 term is
+    exp(-K y^2 / 2) in closed form, and the (k, u), (K + 1 - k, -u) terms are complex conjugates, so
+    only u > 0 and k >= 1 are summed. d G(w^k) / d omega_l = G(w^k) (w^k - 1) dens_l / h_k(l).
+    """
     K = config.K
-    omega, w = _outer_nodes(q_d, q_a, config)
-    Z, dZ = label_probability(omega, q_d, q_a, K, config.n_u)
-    ok = Z > 1e-280  # a label this improbable contributes nothing (Z log Z, |grad Z|^2 / Z -> 0)
-    Zs = np.where(ok, Z, 1.0)
-    psi = float(np.sum(w * np.where(ok, Z * np.log(Zs), 0.0).sum(axis=0)))
-    fac = w * np.where(ok, 1.0 / Zs, 0.0)  # (2, N)
-    m_par = float(np.sum(fac * dZ.sum(axis=-1) ** 2)) / K
+    v_d = 1.0 - q_d
+    if -1e-12 < q_a < 0.0:  # rounding of q_par - q_perp
+        q_a = 0.0
+    if -1e-12 < q_d < 0.0:  # rounding of m_perp = 0 at the non-specialized point
+        q_d, v_d = 0.0, 1.0
+    kappa = q_a / v_d if v_d > 0 else math.inf
+    if not (0.0 <= q_d < 1.0) or not (0.0 <= kappa <= _KAPPA_MAX):
+        raise ValueError(f"overlap (q_d={q_d}, q_a={q_a}) outside the range covered: need 0 <= q_d < 1, q_a >= 0 "
+                         f"and q_a / (1 - q_d) <= {_KAPPA_MAX}")
+    if K >= 5 and q_d >= 0.5:
+        raise ValueError(f"K={K} with q_d={q_d:.3g} >= 1/2 (specialized): the outer rule needs ~10^6 nodes (tens of "
+                         "seconds per evaluation); specialized fixed points are covered for K <= 3 only")
+    c, sd = q_a / K, math.sqrt(v_d)
+    # common factor u: Gauss-Hermite in x, u = x / sqrt(1 - kappa), only x > 0 (even node count)
+    s = 1.0 / math.sqrt(1.0 - kappa)
+    if c == 0.0:  # no common noise: every u gives the same integrand
+        u, wu = np.ones(1), np.ones(1)
+    else:
+        xu, wu = _gh(config.u_nodes(kappa))
+        u, wu = s * xu[xu > 0], 2.0 * s * wu[xu > 0]
+    half_y2 = 0.5 * c * u * u / v_d  # each unit factor is divided by exp(y^2 / 2), see label_probability
+    m = (K + 1) // 2
+    k = np.arange(1, K + 1)
+    root = np.exp(2j * math.pi * k / (K + 1))  # (K,) roots of unity w^k, k >= 1
+    # P(count = j) = sum_k F[j, k] G(w^k); labels -1 (count < m) and +1 (count >= m)
+    F = np.exp(-2j * math.pi * np.outer(np.arange(K + 1), k) / (K + 1)) / (K + 1)
+    coef = np.stack([F[:m].sum(axis=0), F[m:].sum(axis=0)])  # (2, K)
+    A = (coef[:, :, None] * wu[None, None, :]).reshape(2, -1)  # (2, K * n_u/2)
+    Z0 = np.array([m, K + 1 - m]) / (K + 1) * float(np.sum(wu * np.exp(-K * half_y2)))  # k = 0 terms
+
+    etas, w_eta = _gh(config.eta_nodes(kappa)) if c > 0 else (np.zeros(1), np.ones(1))
+    psi = m_par = trace = 0.0
+    for eta, we in zip(etas, w_eta):
+        x, w = _xi_rule(q_d, math.sqrt(c) * eta, config)
+        omega = math.sqrt(q_d) * x + math.sqrt(c) * eta  # (n,) unit pre-activation at each node
+        arg = (omega[:, None] + 1j * math.sqrt(c) * u[None, :]) / sd  # (n, n_u/2)
+        up = np.exp(log_ndtr(arg) - half_y2)
+        down = np.exp(log_ndtr(-arg) - half_y2)
+        dens = np.exp(-0.5 * arg * arg - half_y2) / (math.sqrt(2.0 * math.pi) * sd)
+        h = down[:, None, :] + up[:, None, :] * root[None, :, None]  # (n, K, n_u/2)
+        log_h = np.log(h).reshape(len(x), -1)
+        dlog_h = (dens[:, None, :] * (root[None, :, None] - 1.0) / h).reshape(len(x), -1)
+        idx, log_wt = _multisets(np.log(w), K)
+        for lo in range(0, len(idx), _CHUNK):
+            sub = idx[lo:lo + _CHUNK]  # (N, K)
+            G = np.exp(log_h[sub].sum(axis=1))  # (N, K * n_u/2): G(w^k) at every u
+            Z = np.real(G @ A.T) + Z0  # (N, 2)
+            wt = we * np.exp(log_wt[lo:lo + _CHUNK])
+            ok = Z > _Z_MIN
+            Zs = np.where(ok, Z, 1.0)
+            psi += float(np.sum(wt[:, None] * np.where(ok, Z * np.log(Zs), 0.0)))
+            dl = dlog_h[sub]  # (N, K, K * n_u/2)
+            for y in range(2):
+                dZ = np.real(np.einsum("nj,nlj->nl", G * A[y], dl))  # (N, K) derivative per unit
+                fac = wt * np.where(ok[:, y], 1.0 / Zs[:, y], 0.0)
+                m_par += float(np.sum(fac * dZ.sum(axis=1) ** 2)) / K
+                trace += float(np.sum(fac * np.sum(dZ * dZ, axis=1)))
     if K == 1:
         return psi, math.nan, m_par
-    trace = float(np.sum(fac * np.sum(dZ * dZ, axis=-1)))
     return psi, (trace - m_par) / (K - 1), m_par
+
+
+def symmetric_prior(r_perp: float, r_par: float, config: SymmetricConfig) -> tuple[float, float, float]:
+    """Prior side at R_hat = r_perp (I - P) + r_par P, P = 1 1^T / K: (psi_P0, q_perp', q_par').
+
+    Gaussian prior, closed form per eigenvalue: q = r / (1 + r), psi = sum (r - log(1 + r)) / 2.
+    Rademacher prior: psi_P0 = E_{w*, xi} log E_w exp(-w^T R w / 2 + w^T (R w* + R^{1/2} xi)) with the
+    exact sum over the 2^K sign vectors and a tensor Gauss-Hermite rule over xi (``n_prior`` nodes per
+    dimension; ``quadrature.prior_integrals``, the same code as for K = 1, 2); Q = E[f_w f_w^T] is
+    projected back on the committee-symmetric form (it is of that form up to quadrature rounding).
+    """
+    K = config.K
+    if config.prior == "gaussian":
+        psi = 0.5 * (r_par - math.log1p(r_par)) + 0.5 * (K - 1) * (r_perp - math.log1p(r_perp))
+        return psi, r_perp / (1.0 + r_perp), r_par / (1.0 + r_par)
+    R = r_perp * np.eye(K) + (r_par - r_perp) * np.ones((K, K)) / K
+    psi, Q = prior_integrals("binary", R, config.prior_nodes)
+    if K == 1:
+        return psi, float(Q[0, 0]), float(Q[0, 0])
+    off = (Q.sum() - np.trace(Q)) / (K * (K - 1))
+    q_perp = float(np.trace(Q) / K - off)
+    return psi, q_perp, q_perp + K * off
 
 
 def symmetric_map(q: np.ndarray, alpha: float, config: SymmetricConfig) -> tuple[np.ndarray, np.ndarray, float]:
@@ -205,13 +371,16 @@ def symmetric_map(q: np.ndarray, alpha: float, config: SymmetricConfig) -> tuple
     psi_out, m_perp, m_par = symmetric_output(q_perp, q_par - q_perp, config)
     r_par = alpha * m_par
     r_perp = r_par if K == 1 else alpha * m_perp
-    prior = 0.5 * (r_par - math.log1p(r_par)) + 0.5 * (K - 1) * (r_perp - math.log1p(r_perp))
-    f = prior + alpha * psi_out - 0.5 * ((K - 1) * q_perp * r_perp + q_par * r_par)
-    new = np.array([r_perp / (1.0 + r_perp), r_par / (1.0 + r_par)])
-    return new, np.array([r_perp, r_par]), f
+    psi_in, new_perp, new_par = symmetric_prior(r_perp, r_par, config)
+    f = psi_in + alpha * psi_out - 0.5 * ((K - 1) * q_perp * r_perp + q_par * r_par)
+    return np.array([new_perp, new_par]), np.array([r_perp, r_par]), f
 
 
-def _point(alpha, branch, q, r, f, residual, n_iter, converged, K) -> FixedPoint:
+def _point(alpha, branch, q, r, f, residual, n_iter, converged, K, perfect=False) -> FixedPoint:
+    if perfect:  # Rademacher prior: Q = I exactly, R_hat infinite, f = -K log 2 (state_evolution.py)
+        I = np.eye(K)
+        return FixedPoint(alpha, branch, I, np.full((K, K), np.inf), 1.0, 0.0, -K * math.log(2.0), 0.0, 0.0,
+                          residual, n_iter, True, True, True)
     if not converged:
         nan = np.full((K, K), np.nan)
         return FixedPoint(alpha, branch, nan, nan, math.nan, math.nan, math.nan, math.nan, math.nan, residual,
@@ -226,11 +395,13 @@ def _point(alpha, branch, q, r, f, residual, n_iter, converged, K) -> FixedPoint
 
 def initial_state(branch: str, config: SymmetricConfig) -> np.ndarray:
     """(q_perp, q_par): uninformed q_d = 1e-5, q_a = q0 (the 1e-5 breaks the unit symmetry);
-    informed q_d = 0.99, q_a = 0 (Q near the teacher's I)."""
+    informed q_d = 0.99, q_a = 0 (Q near the teacher's I); Rademacher prior 1 - 1e-8 (Q = I is then
+    an exact, locally stable fixed point: state_evolution.py)."""
     if branch == "uninformed":
         return np.array([1e-5, 1e-5 + config.q0])
     if branch == "informed":
-        return np.array([0.99, 0.99])
+        top = 1.0 - 1e-8 if config.prior == "binary" else 0.99
+        return np.array([top, top])
     raise ValueError(f"unknown branch {branch!r}; choose one of {', '.join(BRANCHES)}")
 
 
@@ -244,18 +415,24 @@ def solve_symmetric(
 
     if not np.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha={alpha} must be a finite number >= 0 (samples per input dimension)")
+    if branch == "informed" and config.K >= 5:
+        raise ValueError(f"K={config.K}: the informed (specialized, q_d >= 1/2) branch is covered for K <= 3 only; "
+                         "K >= 5 solves the uninformed branch (q_d < 1/2)")
     q = initial_state(branch, config) if q0 is None else np.array(q0, dtype=float)
     K = config.K
     residual = math.inf
     for it in range(1, config.max_iter + 1):
         new, r, f = symmetric_map(q, alpha, config)
         residual = float(np.max(np.abs(new - q)))
+        if config.prior == "binary" and 1.0 - float(new[0]) < _PERFECT and 1.0 - float(new[1]) < _PERFECT:
+            return _point(alpha, branch, new, r, f, 1.0 - float(np.min(new)), it, True, K, perfect=True)
         if residual <= config.tol:
             return _point(alpha, branch, q, r, f, residual, it, True, K)
         q = new
         if it % 10 == 0 and residual < 1e-3 and q[0] > 1e-6:
             def G(t):
-                if not (0.0 <= t[0] <= t[1] < 1.0) or t[1] - t[0] > _KAPPA_MAX * (1.0 - t[0]):
+                if not (0.0 <= t[0] <= t[1] < 1.0) or t[1] - t[0] > _KAPPA_MAX * (1.0 - t[0]) \
+                        or (K >= 5 and t[0] >= 0.5):  # outside the range covered: push the solver back
                     return np.full(2, 1e3)
                 return symmetric_map(t, alpha, config)[0] - t
             sol = root(G, q, method="hybr", options={"xtol": 1e-13})
@@ -271,18 +448,25 @@ def symmetric_state_evolution(
     alphas: Sequence[float], config: SymmetricConfig = SymmetricConfig(), *, progress=None
 ) -> SECurve:
     """Both branches over ``alphas`` (uninformed continued upwards with a 1e-5 kick of q_d, informed
-    downwards), equilibrium by free entropy. Returns the same ``SECurve`` as the K = 1, 2 code."""
+    downwards), equilibrium by free entropy. Returns the same ``SECurve`` as the K = 1, 2 code.
+    K >= 5: specialized states are not covered, so the informed branch is not attempted: its points have
+    ``converged=False`` and ``n_iter=0`` (not counted as failures by ``SECurve.n_failed``)."""
     alpha = np.asarray(alphas, dtype=float)
     if alpha.ndim != 1 or alpha.size == 0 or np.any(~np.isfinite(alpha)) or np.any(alpha < 0):
         raise ValueError("alphas must be a non-empty 1-d sequence of finite values >= 0")
     n = alpha.size
     out: dict[str, list] = {"uninformed": [None] * n, "informed": [None] * n}
-    order = [("uninformed", i) for i in range(n)] + [("informed", i) for i in reversed(range(n))]
+    order = [("uninformed", i) for i in range(n)]
+    if config.K <= 3:
+        order += [("informed", i) for i in reversed(range(n))]
+    else:
+        out["informed"] = [_point(float(a), "informed", None, None, math.nan, math.nan, 0, False, config.K)
+                           for a in alpha]
     prev: dict[str, FixedPoint | None] = {"uninformed": None, "informed": None}
     for name, i in (order if progress is None else progress(order)):
         p = prev[name]
         start = None
-        if p is not None and p.converged:
+        if p is not None and p.converged and not p.perfect:
             start = np.array([p.q_d, p.q_d + p.q_a])
             if name == "uninformed":
                 start += 1e-5

@@ -251,7 +251,8 @@ class SECurve:
 
     @property
     def n_failed(self) -> int:
-        return sum(not p.converged for p in (*self.uninformed, *self.informed))
+        """Fixed points attempted that did not converge (points not attempted have ``n_iter == 0``)."""
+        return sum(not p.converged and p.n_iter > 0 for p in (*self.uninformed, *self.informed))
 
     def to_frame(self):
         import pandas as pd

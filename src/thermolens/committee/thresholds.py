@@ -1,5 +1,6 @@
-"""Phase-transition thresholds of the committee machine from state evolution (K = 1, 2 exact; K = 3
-committee-symmetric, Gaussian prior).
+"""Phase-transition thresholds of the committee machine from state evolution (K = 1, 2 exact; odd
+K = 3, ..., 11 committee-symmetric, Gaussian prior, and K = 3 Rademacher prior; for K >= 5 the informed
+branch is not covered, so only ``alpha_spec`` can be found there).
 
 Definitions (Aubin et al. 2018, arXiv:1806.05451, Sec. 3-4; Barbier et al. 2019, PNAS 116, 5451,
 arXiv:1708.03395, for K = 1):
@@ -64,7 +65,7 @@ def _symmetric(config) -> bool:
 
 
 def _solve(alpha: float, config, *, branch: str = "uninformed", Q0: np.ndarray | None = None):
-    """One fixed point: exact SE (SEConfig, K = 1, 2) or committee-symmetric (SymmetricConfig, K = 3)."""
+    """One fixed point: exact SE (SEConfig, K = 1, 2) or committee-symmetric (SymmetricConfig, odd K)."""
     if not _symmetric(config):
         return solve_fixed_point(alpha, config, branch=branch, Q0=Q0)
     q0 = None if Q0 is None else np.array(project_overlap(Q0)) @ np.array([[1.0, 1.0], [0.0, 1.0]])
@@ -89,7 +90,7 @@ def spec_growth(alpha: float, config, *, kick: float = 1e-6) -> float:
 def _distinct(u, i) -> bool:
     if not (u.converged and i.converged):
         return False
-    if u.Q.shape[0] >= 3:  # K = 3: eps_g is Monte Carlo (noise ~1e-3), compare the overlaps instead
+    if u.Q.shape[0] >= 3:  # K >= 3: eps_g is Monte Carlo (noise ~1e-3), compare the overlaps instead
         return float(np.max(np.abs(u.Q - i.Q))) > 1e-5
     return abs(u.eps_g - i.eps_g) > _SAME
 
