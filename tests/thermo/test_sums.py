@@ -223,3 +223,24 @@ def test_bad_input(kwargs, match):
     precision = args.pop("precision", "float32")
     with pytest.raises(ValueError, match=match):
         sequence_sums(args["logits"], args["betas"], args["mask"], precision=precision)
+
+
+def test_fused_kernel_on_random_shapes_masks_and_unsorted_grids():
+    # Odd key counts (padding lanes), non-contiguous inputs, per-head and shared masks with empty
+    # rows, unsorted grids holding doubles and duplicates: the kernel against the float64 path.
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        b, h, q, k = (int(v) for v in rng.integers(1, [4, 4, 20, 40]))
+        logits = torch.from_numpy(rng.normal(size=(b, h, q, k)) * rng.uniform(0.1, 8)).float().double()
+        if trial % 3 == 0:
+            logits = logits.transpose(-1, -2).contiguous().transpose(-1, -2)
+        mask = torch.from_numpy(rng.random((b, 1 if trial % 2 else h, q, k)) < rng.uniform(0.3, 1.0))
+        betas = np.exp(rng.normal(size=int(rng.integers(1, 12))))
+        if trial % 4 == 0:
+            betas = np.concatenate([betas, 2 * betas[:2], betas[:1]])
+        fast = sequence_sums(logits, betas, mask)
+        exact = sequence_sums(logits, betas, mask, precision="float64")
+        for name in SUM_FIELDS:
+            want = getattr(exact, name).numpy()
+            scale = np.abs(want).max(axis=0, keepdims=True)
+            assert np.all(np.abs(getattr(fast, name).numpy() - want) <= 2e-6 * scale + 1e-12), (trial, name)
