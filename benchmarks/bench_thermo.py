@@ -71,7 +71,8 @@ def main() -> str:
     torch.manual_seed(0)
     tokenizer, model, path = _minilm()
     ids = _tokens(tokenizer)
-    betas = 1.0 / np.geomspace(0.05, 20.0, N_TEMPS)
+    betas = 1.0 / np.geomspace(0.05, 25.6, N_TEMPS)  # the scan's default: octave-aligned, 7 per octave
+    betas_plain = 1.0 / np.geomspace(0.05, 20.0, N_TEMPS)  # not octave-aligned: every weight a fresh exp
     with torch.inference_mode():
         model(input_ids=ids[:8])  # warm-up
         t_forward = _timed(lambda: model(input_ids=ids), repeats=2)
@@ -79,7 +80,9 @@ def main() -> str:
         attentions = eager(input_ids=ids, output_attentions=True).attentions
         logits = [torch.log(a.clamp_min(1e-38)) for a in attentions]
     n_all = sum(x.numel() for x in logits) * N_TEMPS
+    sequence_sums(logits[0][:2], betas)  # loads the compiled kernel (numba's disk cache)
     t_sums = _timed(lambda: [sequence_sums(x, betas) for x in logits])
+    t_sums_plain = _timed(lambda: [sequence_sums(x, betas_plain) for x in logits])
 
     sub = logits[2][:16]
     n_sub = sub.numel() * N_TEMPS
@@ -105,13 +108,15 @@ def main() -> str:
         "| what | logit x temperature pairs | seconds | ns per pair | vs one forward pass |",
         "|---|---|---|---|---|",
         f"| plain MiniLM forward pass, same tokens (reference) | - | {t_forward:.2f} | - | 1.00 |",
-        f"| `sequence_sums` float32, all 72 heads | {n_all:.2e} | {t_sums:.2f} | {ns(t_sums, n_all):.2f} "
-        f"| **{ratio:.2f}** |",
+        f"| `sequence_sums` float32, all 72 heads, default grid 0.05:25.6:{N_TEMPS} | {n_all:.2e} | {t_sums:.2f} "
+        f"| {ns(t_sums, n_all):.2f} | **{ratio:.2f}** |",
+        f"| the same on a grid that is not octave-aligned (0.05:20:{N_TEMPS}) | {n_all:.2e} | {t_sums_plain:.2f} "
+        f"| {ns(t_sums_plain, n_all):.2f} | {t_sums_plain / t_forward:.2f} |",
         "",
         f"Target: the sums cost about one forward pass (so a quenched scan stays within 2x): "
         f"ratio {ratio:.2f} -> **{'pass' if ratio <= 1.0 else 'FAIL'}** (target <= 1.0).",
         "",
-        f"Same run, one layer x 16 sequences ({n_sub:.2e} pairs), against the direct PyTorch way "
+        f"Same run, one layer x 16 sequences ({n_sub:.2e} pairs, default grid), against the direct PyTorch way "
         "(one softmax per temperature); deviation = max |C - C_float64| / max_T C_float64 per head:",
         "",
         "| method | seconds | ns per pair | speed-up vs direct | max deviation of C |",
