@@ -247,7 +247,7 @@ def _scores(
             logits = logits + attention_mask
     if kwargs.get("position_bias") is not None:
         logits = logits + kwargs["position_bias"]
-    if store is not None and not bool(torch.isfinite(logits.sum())):  # one cheap pass first
+    if store is not None and not bool(torch.isfinite(logits.sum(dtype=torch.float32))):  # one cheap pass first
         _raise_if_non_finite(logits, valid, layer)
     if not bool(valid.all()):  # the check is on the small mask, the fill on the big scores
         # -inf at missing keys: softmax gives them exactly 0, as the eager mask (dtype minimum) does.

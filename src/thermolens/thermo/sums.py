@@ -314,7 +314,7 @@ def _check_inputs(logits: Any, mask: Any, check_finite: bool = True) -> tuple[to
                              ) from None
     # A sum is non-finite if any entry is NaN or +-inf (or if it overflows, and then the exact
     # check below decides): one cheap pass first.
-    if not check_finite or bool(torch.isfinite(logits.sum())):
+    if not check_finite or bool(torch.isfinite(logits.sum(dtype=torch.float32))):
         return logits, mask
     finite = torch.isfinite(logits)
     if bool(finite.all()):
