@@ -170,6 +170,15 @@ def with_progress(fn: Callable[[Any], T], quiet: bool, label: str) -> T:
         return fn(progress)
 
 
+def read_text_files(paths: list[Any] | None) -> list[str] | None:
+    """The texts of ``--text`` files or directories, or None (the built-in corpus) when none is given."""
+    if not paths:
+        return None
+    from thermolens.data.corpus import read_texts
+
+    return read_texts(paths)
+
+
 def resolve_device(device: str) -> str:
     """Resolve ``--device auto`` once, at the edge: CUDA when available, else CPU."""
     if device != "auto":

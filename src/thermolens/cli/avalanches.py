@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from thermolens.cli._common import console, handle_errors, parse_grid, print_json, resolve_device, with_progress
+from thermolens.cli._common import (
+    console, handle_errors, parse_grid, print_json, read_text_files, resolve_device, with_progress,
+)
 
 KIND = "avalanches"
 
@@ -53,7 +55,7 @@ def avalanches(
         temperatures=tuple(parse_grid(temperatures, name="temperature", spacing="log", positive=True)) if temperatures else None,
         seed=seed,
     )
-    texts = _read_texts(text)
+    texts = read_text_files(text)
     io.check_run_dir(out, kind=KIND, overwrite=overwrite)
     device = resolve_device(device)
 
@@ -80,14 +82,6 @@ def avalanches(
     _print_human(result, run_dir)
     if json_out:
         print_json({**summary, "out": str(run_dir)})
-
-
-def _read_texts(paths: list[Path] | None) -> list[str] | None:
-    if not paths:
-        return None
-    from thermolens.data.corpus import read_texts
-
-    return read_texts(paths)
 
 
 def _fmt(value: float, digits: int = 3) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from thermolens.cli._common import (
-    console, handle_errors, parse_grid, parse_ints, print_json, resolve_device, with_progress,
+    console, handle_errors, parse_grid, parse_ints, print_json, read_text_files, resolve_device, with_progress,
 )
 
 KIND = "scan"
@@ -52,7 +52,7 @@ def scan(
         null_sequences=null_sequences,
         seed=seed,
     )
-    texts = _read_texts(text)
+    texts = read_text_files(text)
     io.check_run_dir(out, kind=KIND, overwrite=overwrite)
     device = resolve_device(device)
 
@@ -86,14 +86,6 @@ def scan(
     _print_human(result, run_dir)
     if json_out:
         print_json({**summary, "out": str(run_dir)})
-
-
-def _read_texts(paths: list[Path] | None) -> list[str] | None:
-    if not paths:
-        return None
-    from thermolens.data.corpus import read_texts
-
-    return read_texts(paths)
 
 
 def _print_human(result, run_dir: Path) -> None:
