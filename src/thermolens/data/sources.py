@@ -367,10 +367,9 @@ def text_source(text: str, *, spec: str) -> TextSource:
     if len(text) < 20:
         raise ValueError(f"the text of {spec} has {len(text)} characters; need at least 20")
     alphabet = "".join(sorted(set(text)))
+    # code points -> rank among the sorted distinct characters
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    lookup = {ord(c): i for i, c in enumerate(alphabet)}
-    table_keys = np.array(sorted(lookup), dtype=np.uint32)
-    ids = np.searchsorted(table_keys, codes).astype(np.int64)
+    ids = np.searchsorted(np.array([ord(c) for c in alphabet], dtype=np.uint32), codes).astype(np.int64)
     return TextSource(spec=spec, vocab_size=len(alphabet), entropy_rate=None, alphabet=alphabet, ids=ids)
 
 
