@@ -41,7 +41,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from thermolens.stats.entropy import entropy_bits, lz_entropy_rate, stationary_distribution
+from thermolens.stats.entropy import entropy_bits, lz_entropy_rate
 
 __all__ = [
     "SPEC_GRAMMAR",
@@ -160,24 +160,27 @@ def _markov_walk(cdf: np.ndarray, start: np.ndarray, uniforms: np.ndarray, k: in
     return walk(cdf, start.astype(np.int64), uniforms, k, V, seq_len)
 
 
-def _context_stationary(transition: np.ndarray, order: int, vocab: int) -> np.ndarray:
-    """Stationary distribution of the contexts of an order-``k`` chain (state = last ``k`` symbols)."""
-    if order == 1:
-        return stationary_distribution(transition)
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import spsolve
+def _context_stationary(transition: np.ndarray, order: int, vocab: int, *, max_iter: int = 200_000) -> np.ndarray:
+    """Stationary distribution of the contexts of an order-``k`` chain (state = last ``k`` symbols).
 
-    n_states = vocab**order
-    src = np.repeat(np.arange(n_states), vocab)
-    dst = (src % (vocab ** (order - 1))) * vocab + np.tile(np.arange(vocab), n_states)
-    # pi (P - I) = 0, one equation replaced by sum(pi) = 1
-    A = sp.csr_matrix((transition.reshape(-1), (dst, src)), shape=(n_states, n_states)) - sp.identity(n_states, format="csr")
-    A = sp.vstack([A[:-1], sp.csr_matrix(np.ones((1, n_states)))]).tocsc()
-    b = np.zeros(n_states)
-    b[-1] = 1.0
-    pi = spsolve(A, b)
-    pi = np.clip(pi, 0.0, None)
-    return pi / pi.sum()
+    Power iteration from the uniform distribution, ``pi'(s' = (s mod V^(k-1)) V + x) += pi(s) P(s, x)``,
+    at ``V^(k+1)`` operations a step: every row is strictly positive, so the chain is irreducible and
+    aperiodic and the iteration converges (a few hundred steps at moderate h, ~2e4 at h = 0.02 bits
+    with V = 16; a direct sparse solve of the ``V^k``-state system is slower beyond ~1e3 states).
+    """
+    n_old = vocab ** (order - 1)
+    rows = transition.reshape(vocab, n_old, vocab)  # (oldest symbol, rest of the context, next symbol)
+    pi = np.full(vocab**order, 1.0 / vocab**order)
+    for _ in range(max_iter):
+        new = np.einsum("ab,abx->bx", pi.reshape(vocab, n_old), rows).reshape(-1)
+        change = float(np.abs(new - pi).sum())
+        pi = new / new.sum()
+        if change < 1e-15:
+            return pi
+    raise ValueError(
+        f"the order-{order} chain mixes too slowly to find its stationary distribution "
+        f"({max_iter} steps); pick a larger h or a smaller vocab/order"
+    )
 
 
 def markov_source(h: float, *, order: int = 1, vocab: int = 16, seed: int = 0) -> MarkovSource:
