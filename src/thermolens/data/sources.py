@@ -119,7 +119,7 @@ def zipf_exponent_for_entropy(h: float, vocab: int) -> float:
     return float(brentq(lambda a: entropy_bits(zipf_row(a, vocab)) - h, 0.0, hi, xtol=1e-15, rtol=1e-15, maxiter=500))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity (compare ``spec`` for equality)
 class MarkovSource:
     """A stationary order-``k`` Markov chain; build it with :func:`markov_source`.
 
@@ -323,7 +323,7 @@ def grammar_source(*, depth: int = 3, vocab: int = 16, seed: int = 0) -> Grammar
 # text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity (compare ``spec`` for equality)
 class TextSource:
     """Character-level text; ``ids`` is the whole text as token ids, ``alphabet`` the characters."""
 

@@ -54,6 +54,7 @@ RESULT = "result.json"
 JOB = "job.json"
 ERROR = "error.txt"
 RAY_CONNECT_TIMEOUT_S = 30.0
+RAY_OBJECT_STORE_BYTES = 256 * 1024**2
 
 JobFn = Callable[[dict, Path], dict]
 
@@ -358,8 +359,9 @@ def _ray_session(address: str | None, workers: int | None) -> Iterator[Any]:
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
+            # summaries are small: a modest object store keeps the instance light on a shared machine
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+                     configure_logging=False, object_store_memory=RAY_OBJECT_STORE_BYTES)
         finally:
             for key, value in saved.items():
                 if value is None:
