@@ -32,6 +32,7 @@ Contract:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -89,7 +90,8 @@ class Job:
     def fn_name(self) -> str:
         if isinstance(self.fn, str):
             return self.fn
-        return f"{getattr(self.fn, '__module__', '?')}:{getattr(self.fn, '__qualname__', repr(self.fn))}"
+        fn = self.fn.func if isinstance(self.fn, functools.partial) else self.fn
+        return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
 @dataclass(frozen=True)
