@@ -356,7 +356,7 @@ def _ray_session(address: str | None, workers: int | None) -> Iterator[Any]:
         # workers inherit this environment: one OpenMP thread, and this process's import path
         # (the thermolens in use, and the modules the job functions live in)
         package_root = str(Path(__file__).resolve().parents[2])
-        paths = [package_root] + [p for p in sys.path if p and Path(p).is_dir()]
+        paths = [package_root] + [str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir()]
         env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
