@@ -6,7 +6,7 @@ One run (``train_lm``):
   a probabilistic grammar, text); every step draws ``batch_size`` fresh windows of ``seq_len + 1``
   tokens from the training stream (seeded by ``seed`` and the step), the validation loss is measured
   on ``eval_batches`` fixed batches of the validation stream (``split="val"``: held-out text, or a
-  separate seed stream for synthetic sources);
+  separate seed stream for synthetic sources) drawn with one fixed seed for every run;
 * model: ``thermolens.models.hooked.HookedTransformer`` with LayerNorm, causal attention and
   ``n_ctx = seq_len``; ``config.model`` holds the other ``HookedConfig`` fields (widths, heads,
   layers, MLP width, activation); the vocabulary comes from the source;
@@ -53,8 +53,9 @@ _DERIVED_FIELDS = ("n_ctx", "d_vocab", "d_vocab_out", "layernorm", "causal")
 #: the cosine schedule decays to this fraction of the peak learning rate
 FINAL_LR_FRACTION = 0.1
 
-#: seed offset of the validation batches (a stream no training batch uses)
-_VAL_SEED = 7_919
+#: seed of the validation windows: the same for every run, so runs that differ in their training
+#: seed (or architecture) are compared on the same held-out tokens
+VAL_SEED = 7_919
 
 
 @dataclass(frozen=True)
@@ -233,9 +234,9 @@ def _sample(source, n_seq: int, seq_len: int, seed: int, split: str) -> torch.Te
 
 
 def validation_windows(source, config: LMConfig) -> torch.Tensor:
-    """The fixed validation set: ``(eval_batches * batch_size, seq_len + 1)`` windows of the val split."""
-    return _sample(source, config.eval_batches * config.batch_size, config.seq_len + 1,
-                   config.seed * 1_000_003 + _VAL_SEED, "val")
+    """The fixed validation set: ``(eval_batches * batch_size, seq_len + 1)`` windows of the val split,
+    drawn with ``VAL_SEED`` whatever the run's seed (common held-out data for every run)."""
+    return _sample(source, config.eval_batches * config.batch_size, config.seq_len + 1, VAL_SEED, "val")
 
 
 @torch.no_grad()
