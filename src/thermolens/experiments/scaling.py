@@ -280,8 +280,9 @@ def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     lx, ly = np.log(x), np.log(y)
     if lx.size < 2 or np.ptp(lx) == 0:
         return math.nan, math.nan
-    slope, intercept = np.polyfit(lx, ly, 1)
-    return float(slope), float(intercept)
+    dx = lx - lx.mean()
+    slope = float(dx @ (ly - ly.mean()) / (dx @ dx))
+    return slope, float(ly.mean() - slope * lx.mean())
 
 
 @dataclass(frozen=True)
