@@ -97,6 +97,7 @@ def grok(
     grokfast_alpha: float = typer.Option(0.98, "--grokfast-alpha", help="Grokfast EMA decay."),
     grokfast_lamb: float = typer.Option(2.0, "--grokfast-lamb", help="Grokfast amplification."),
     workers: int = typer.Option(2, "--workers", help="Runs trained at once (processes, one core each)."),
+    retries: int = typer.Option(0, "--retries", help="Retry a failed run this many times, from its last checkpoint."),
     out: Path = typer.Option(None, "--out", help="Run directory (default: runs/grok)."),
     resume: Path = typer.Option(None, "--resume", help="Continue the study in this directory; other settings must match."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an existing --out."),
@@ -144,9 +145,11 @@ def _run(opts: dict) -> None:
         io.prepare_run_dir(run_dir, kind="grok", overwrite=opts["overwrite"])
         if opts["overwrite"] and (run_dir / "runs").is_dir():
             shutil.rmtree(run_dir / "runs")
+    from thermolens.experiments.study import RunsFailed
+
     try:
         result = _execute(config, run_dir, opts)
-    except OSError as exc:
+    except (OSError, RunsFailed) as exc:
         raise fail(f"{exc}", EXIT_FAILURE) from None
 
     rows = result.runs.to_dict(orient="records")
@@ -163,6 +166,8 @@ def _execute(config, run_dir: Path, opts: dict):
 
     if opts["workers"] < 1:
         raise ValueError(f"--workers {opts['workers']} must be >= 1")
+    if opts["retries"] < 0:
+        raise ValueError(f"--retries {opts['retries']} must be >= 0")
     n_runs = len(config.runs())
     workers = min(int(opts["workers"]), n_runs)
     recorder = io.RunRecorder(
@@ -174,11 +179,11 @@ def _execute(config, run_dir: Path, opts: dict):
         if n_runs == 1:
             task = bar.add_task(f"grok p={config.ps[0]}", total=config.base.max_steps) if bar else None
             step_cb = (lambda step, total, reading: bar.update(task, completed=step)) if bar else None
-            result = run_study(config, run_dir, workers=1, progress=step_cb)
+            result = run_study(config, run_dir, workers=1, retries=opts["retries"], progress=step_cb)
         else:
             task = bar.add_task(f"grok study ({n_runs} runs, {workers} at once)", total=n_runs) if bar else None
             done_cb = (lambda summary: bar.advance(task)) if bar else None
-            result = run_study(config, run_dir, workers=workers, on_run_done=done_cb)
+            result = run_study(config, run_dir, workers=workers, retries=opts["retries"], on_run_done=done_cb)
         recorder.timings["study_s"] = time.perf_counter() - start
         io.write_table(run_dir / "runs.parquet", result.runs)
         io.write_table(run_dir / "summary.parquet", result.summary)

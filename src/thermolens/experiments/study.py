@@ -6,31 +6,36 @@ Layout of a study directory (every file written atomically)::
     runs/<name>/history.parquet   one row per thermometer reading   (written when the run ends)
     runs/<name>/sweep.parquet     C(T) per head at the sweep checkpoints
     runs/<name>/tstar.parquet     T* (peak of C(T)) per head at the sweep checkpoints
+    runs/<name>/job.json          the run's configuration
     runs/<name>/result.json       the run's headline numbers; its presence marks the run finished
 
-Runs are independent processes (``concurrent.futures`` with the ``spawn`` start method, one torch
-thread each); an interrupted study continues every unfinished run from its last checkpoint and
-skips the finished ones. The per-``p`` summary gives the fraction of runs whose specific-heat peak
-precedes the generalization onset with a Wilson 95% interval (over the runs where both were
-detected), and the median lead.
+The runs are jobs of :func:`thermolens.experiments.sweep.run_sweep` (``grok_job``): worker
+processes with one torch thread each; an interrupted study continues every unfinished run from its
+last checkpoint and never redoes a finished one (its row is read back from ``result.json``). The
+per-``p`` summary gives the fraction of runs whose specific-heat peak precedes the generalization
+onset with a Wilson 95% interval (over the runs where both were detected), and the median lead.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import math
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from thermolens import io
 from thermolens.experiments.grokking import GrokConfig, GrokRun, critical_temperatures, train
+from thermolens.experiments.sweep import Job, differing_keys, one_torch_thread, run_sweep
 from thermolens.models.hooked import nanda2023
 
-RESULT = "result.json"
+__all__ = [
+    "RunsFailed", "StudyConfig", "StudyResult", "differing_keys", "grok_job", "load_run_tables", "one_torch_thread",
+    "run_name", "run_study", "summarize", "wilson_interval",
+]
+
 GRID_KEYS = ("p", "seed", "train_fraction", "weight_decay")
 
 
@@ -90,59 +95,26 @@ def run_name(config: GrokConfig) -> str:
     return name + ("-grokfast" if config.grokfast else "")
 
 
-def differing_keys(stored: dict[str, Any], given: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted names of the settings that differ between two configuration dicts."""
-    keys = []
-    for key in sorted(set(stored) | set(given)):
-        a, b = stored.get(key), given.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += differing_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys
-
-
 # --------------------------------------------------------------------------------------------------
-# one run inside a worker
+# one run (a sweep job)
 
 
 def write_run(run: GrokRun, run_dir: Path) -> dict[str, Any]:
-    """Tables and the result of a finished run; ``result.json`` last, since it marks completion."""
+    """Tables of a finished run; returns its headline row (the sweep runner stores it as result.json)."""
     io.write_table(run_dir / "history.parquet", run.history)
     io.write_table(run_dir / "sweep.parquet", run.sweep)
     io.write_table(run_dir / "tstar.parquet", critical_temperatures(run.sweep, nanda2023(run.config.p).d_head))
-    summary = {"run": run_dir.name, **run.summary()}
-    io.write_json(run_dir / RESULT, summary)
-    return summary
+    return {"run": run_dir.name, **run.summary()}
 
 
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Train on one torch thread: CPU reductions are then bitwise reproducible (two threads differ
-    at ~1e-4 after a few dozen steps), so a resumed run repeats an uninterrupted one exactly."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _worker(config_dict: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    config = GrokConfig.from_dict(config_dict)
-    with one_torch_thread():
-        run = train(config, run_dir=run_dir)
+def grok_job(
+    config: dict[str, Any],
+    run_dir: Path,
+    progress: Callable[[int, int, dict[str, float] | None], None] | None = None,
+) -> dict[str, Any]:
+    """The sweep job of one run: train (continuing from ``run_dir``'s checkpoint), write the tables."""
+    run = train(GrokConfig.from_dict(config), run_dir=run_dir, progress=progress)
     return write_run(run, Path(run_dir))
-
-
-def finished_result(run_dir: Path) -> dict[str, Any] | None:
-    """The stored headline row of a finished run (JSON null, written for NaN, read back as NaN)."""
-    path = run_dir / RESULT
-    if not path.is_file():
-        return None
-    return {key: math.nan if value is None else value for key, value in io.read_json(path).items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,19 +167,25 @@ def summarize(runs) -> Any:
     return pd.DataFrame(rows)
 
 
+class RunsFailed(RuntimeError):
+    """Some runs of a study failed every attempt; the message lists them with their last error."""
+
+
 def run_study(
     config: StudyConfig,
     study_dir: str | Path,
     *,
     workers: int = 2,
+    retries: int = 0,
     on_run_done: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[int, int, dict[str, float] | None], None] | None = None,
 ) -> StudyResult:
     """Run (or continue) every run of ``config`` under ``study_dir/runs``; see the module docstring.
 
     ``workers`` processes run at once (1: in this process, where ``progress`` sees every step).
-    ``on_run_done(summary)`` is called as each run finishes (also for runs finished earlier, which
-    are re-summarized from their final checkpoint without training).
+    A failed run is tried ``retries`` more times (from its last checkpoint); runs that still fail
+    raise :class:`RunsFailed` once the others are done. ``on_run_done(summary)`` is called as each
+    run finishes (also for runs finished earlier, read back without training).
     """
     import pandas as pd
 
@@ -216,46 +194,25 @@ def run_study(
     study_dir = Path(study_dir)
     configs = config.runs()
     run_dirs = {run_name(c): study_dir / "runs" / run_name(c) for c in configs}
-    results: dict[str, dict[str, Any]] = {}
-    todo: list[GrokConfig] = []
-    for c in configs:
-        run_dir = run_dirs[run_name(c)]
-        if finished_result(run_dir) is not None:
-            # finished earlier: reload it from its final checkpoint (no training) so that its
-            # tables and headline row come from the current detection code
-            with one_torch_thread():
-                results[run_name(c)] = write_run(train(c, run_dir=run_dir), run_dir)
-            if on_run_done is not None:
-                on_run_done(results[run_name(c)])
-        else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            todo.append(c)
-
-    if workers == 1 or len(todo) <= 1:
-        for c in todo:
-            with one_torch_thread():
-                run = train(c, run_dir=run_dirs[run_name(c)], progress=progress)
-            results[run_name(c)] = write_run(run, run_dirs[run_name(c)])
-            if on_run_done is not None:
-                on_run_done(results[run_name(c)])
-    else:
-        import multiprocessing
-
-        # cheapest runs first: on a busy machine an interrupted study then holds as many
-        # finished runs as possible (resume continues the rest from their checkpoints)
-        todo.sort(key=lambda c: (c.p * c.p * c.train_fraction, c.seed))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {
-                pool.submit(_worker, c.to_dict(), str(run_dirs[run_name(c)])): run_name(c) for c in todo
-            }
-            for future in as_completed(futures):
-                summary = future.result()
-                results[futures[future]] = summary
-                if on_run_done is not None:
-                    on_run_done(summary)
-
-    table = pd.DataFrame([results[run_name(c)] for c in configs])
+    inline = workers == 1 or len(configs) == 1
+    fn = functools.partial(grok_job, progress=progress) if inline and progress is not None else grok_job
+    # cheapest runs first: on a busy machine an interrupted study then holds as many finished
+    # runs as possible (resume continues the rest from their checkpoints)
+    ordered = sorted(configs, key=lambda c: (c.p * c.p * c.train_fraction, c.seed))
+    jobs = [Job(name=run_name(c), fn=fn, config=c.to_dict()) for c in ordered]
+    done_cb = (lambda name, summary: on_run_done(_with_nans(summary))) if on_run_done is not None else None
+    swept = run_sweep(jobs, study_dir / "runs", executor="inline" if inline else "local", workers=workers,
+                      retries=retries, on_done=done_cb)
+    if swept.failed:
+        listing = "; ".join(f"{name}: {message}" for name, message in swept.failed.items())
+        raise RunsFailed(f"{len(swept.failed)} of {len(jobs)} runs failed ({listing})")
+    table = pd.DataFrame([_with_nans(swept.done[run_name(c)]) for c in configs])
     return StudyResult(config=config, runs=table, summary=summarize(table), run_dirs=run_dirs)
+
+
+def _with_nans(summary: dict[str, Any]) -> dict[str, Any]:
+    """A stored headline row with JSON nulls (written for NaN) read back as NaN."""
+    return {key: math.nan if value is None else value for key, value in summary.items()}
 
 
 def load_run_tables(run_dir: str | Path) -> tuple[Any, Any]:
