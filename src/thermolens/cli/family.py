@@ -30,7 +30,7 @@ def train(
     budget_tokens: int = typer.Option(None, "--budget-tokens", help="Predicted tokens per member (preset: 2^19; quick: 2^17)."),
     batch_tokens: int = typer.Option(None, "--batch-tokens", help="Tokens per step; batch = batch_tokens // L windows (preset: 4096)."),
     lr: float = typer.Option(None, "--lr", help="Peak AdamW learning rate (preset: 3e-3; quick: 1e-2)."),
-    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
+    executor: str = typer.Option("local", "--executor", help="local (worker processes), ray, or inline (this process, for debugging)."),
     workers: int = typer.Option(None, "--workers", help="Members trained at once (default: all cores)."),
     address: str = typer.Option(None, "--address", help="Ray address: auto, host:port (default: a local Ray instance)."),
     out: Path = typer.Option(Path("runs/family"), "--out", help="Family directory; rerunning continues it."),
@@ -76,8 +76,8 @@ def _train(opts: dict) -> None:
     from thermolens import io
     from thermolens.experiments import family
 
-    if opts["executor"] not in ("local", "ray"):
-        raise ValueError(f"--executor {opts['executor']!r} is unknown; choose local or ray")
+    if opts["executor"] not in ("local", "ray", "inline"):
+        raise ValueError(f"--executor {opts['executor']!r} is unknown; choose local, ray or inline")
     if opts["workers"] is not None and opts["workers"] < 1:
         raise ValueError(f"--workers {opts['workers']} must be >= 1")
     config = _config(opts)
