@@ -99,6 +99,8 @@ def test_recovers_the_square_root_law():
     assert sorted(result.optimal["Nd"].unique()) == [32, 64, 128]
     assert result.exponent == pytest.approx(0.5, abs=1e-9)
     assert result.C == pytest.approx(8.0, rel=1e-9)
+    assert result.width_exponent == pytest.approx(0.0, abs=1e-9)  # N* d set by L H alone
+    assert result.width_exponent_lo <= 0 <= result.width_exponent_hi
     assert (result.optimal["stability"] > 0.9).all()
     assert result.exponent_lo <= 0.5 <= result.exponent_hi
     assert "consistent with 1/2" in result.verdict
@@ -111,6 +113,17 @@ def test_a_linear_law_excludes_one_half():
     assert result.exponent == pytest.approx(1.0, abs=1e-9)
     assert not result.exponent_lo <= 0.5 <= result.exponent_hi
     assert "exclude 1/2" in result.verdict
+
+
+def test_a_fixed_head_count_shows_as_width_dependence():
+    members = synthetic_members()
+    # the loss is lowest at N = 2 whatever L H and d: N* d = 2 d, so e = 0 and g = 1
+    members["val_loss"] = 1.0 + 0.1 * (np.log2(members["N"]) - 1.0) ** 2
+    result = scaling.architecture_scaling(members, n_boot=100)
+    assert result.exponent == pytest.approx(0.0, abs=1e-9)
+    assert result.width_exponent == pytest.approx(1.0, abs=1e-9)
+    assert result.C == pytest.approx(2 * 64, rel=1e-9)  # N* d at d = d0 = 64
+    assert "exclude: the optimal N*d depends on the width" in result.verdict
 
 
 def test_seed_noise_larger_than_the_bowl_is_reported_unstable():

@@ -82,6 +82,7 @@ def _temperature(opts: dict) -> None:
 @app.command("architecture")
 def architecture(
     family_dir: Path = typer.Argument(..., help="Family directory (--out of `thermolens family train`)."),
+    d0: float = typer.Option(64.0, "--d0", help="Reference width of the width term (C is the constant at d = d_0)."),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples (seeds within cells, and groups)."),
     ci: float = typer.Option(0.95, "--ci", help="Coverage of the intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
@@ -100,9 +101,9 @@ def _architecture(opts: dict) -> None:
     from thermolens.experiments.scaling import architecture_scaling
 
     data = _load(opts["family_dir"])
-    result = architecture_scaling(data.members, n_boot=opts["n_boot"], ci=opts["ci"], seed=opts["seed"])
+    result = architecture_scaling(data.members, d0=opts["d0"], n_boot=opts["n_boot"], ci=opts["ci"], seed=opts["seed"])
     run_dir = Path(opts["out"] or Path(opts["family_dir"]) / "scaling_architecture")
-    config = {k: opts[k] for k in ("n_boot", "ci", "seed")} | {"family_dir": str(opts["family_dir"])}
+    config = {k: opts[k] for k in ("d0", "n_boot", "ci", "seed")} | {"family_dir": str(opts["family_dir"])}
     with _record(run_dir, "scaling-architecture", config) as recorder:
         io.write_table(run_dir / "optimal.parquet", result.optimal)
         io.write_text(run_dir / "verdict.md", f"# Theorem 3\n\n{result.verdict}\n")
@@ -115,6 +116,8 @@ def _architecture(opts: dict) -> None:
         print_json({**result.summary(), "mixed_versions": data.mixed_versions, "out": str(run_dir)})
     if not opts["quiet"]:
         console.print(f"exponent = {result.exponent:.3g} [{result.exponent_lo:.3g}, {result.exponent_hi:.3g}], "
-                      f"C = {result.C:.3g} [{result.C_lo:.3g}, {result.C_hi:.3g}] (claim: exponent 1/2)")
+                      f"C = {result.C:.3g} [{result.C_lo:.3g}, {result.C_hi:.3g}], width exponent g = "
+                      f"{result.width_exponent:.3g} [{result.width_exponent_lo:.3g}, {result.width_exponent_hi:.3g}] "
+                      "(claim: exponent 1/2, g = 0)")
         console.print(result.verdict, soft_wrap=True)
         console.print(f"wrote {run_dir}")

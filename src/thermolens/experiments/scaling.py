@@ -24,9 +24,10 @@ Theorem 3 (same paper): the optimal head count ``N`` and dimension ``d`` satisfy
 ``N d = C sqrt(L H)`` (``L`` context length, ``H`` entropy rate of the input in bits/token).
 ``architecture_scaling`` compares, at equal parameter count, i.e. within each (L, H, d) group (with
 ``d_model = d`` fixed, the head count does not change the parameter count), the head counts by mean
-validation loss over seeds; the best one ``N*`` gives the point ``(L H, N* d)``; then
-``log(N* d) = log C + e log(L H)`` by least squares. CIs: percentile bootstrap that resamples seeds
-within every (member) cell and the groups themselves; the claim is ``e = 1/2``.
+validation loss over seeds; the best one ``N*`` gives the point ``(L H, d, N* d)``; then
+``log(N* d) = log C + e log(L H) + g log(d / d_0)`` by least squares: the claim is ``e = 1/2`` and
+``g = 0`` (the optimal ``N d`` set by ``L H`` alone). CIs: percentile bootstrap that resamples seeds
+within every (member) cell and the groups themselves.
 """
 
 from __future__ import annotations
@@ -275,21 +276,30 @@ def _optimal_heads(members: pd.DataFrame) -> pd.DataFrame:
     return best
 
 
-def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """``(slope, intercept)`` of ``log y = intercept + slope log x``; NaN when x has one value."""
-    lx, ly = np.log(x), np.log(y)
-    if lx.size < 2 or np.ptp(lx) == 0:
-        return math.nan, math.nan
-    dx = lx - lx.mean()
-    slope = float(dx @ (ly - ly.mean()) / (dx @ dx))
-    return slope, float(ly.mean() - slope * lx.mean())
+def _fit_architecture(lh: np.ndarray, d: np.ndarray, nd: np.ndarray, d0: float) -> tuple[np.ndarray, float]:
+    """``(e, log C, g)`` of ``log(N* d) = log C + e log(L H) + g log(d / d0)`` and the OLS standard
+    error of ``e``. The width term is dropped (``g`` NaN) with a single width; all NaN when ``L H``
+    takes a single value."""
+    nan = np.full(3, np.nan)
+    x1, x2, y = np.log(lh), np.log(d / d0), np.log(nd)
+    if x1.size < 2 or np.ptp(x1) == 0:
+        return nan, math.nan
+    use_d = np.ptp(x2) > 0
+    X = np.column_stack([np.ones_like(x1), x1, x2] if use_d else [np.ones_like(x1), x1])
+    coef, rss, rank = _lstsq(X, y)
+    if rank < X.shape[1]:
+        return nan, math.nan
+    dof = y.size - X.shape[1]
+    se = math.sqrt(rss / dof * np.linalg.inv(X.T @ X)[1, 1]) if dof > 0 else math.nan
+    return np.array([coef[1], coef[0], coef[2] if use_d else math.nan]), se
 
 
 @dataclass(frozen=True)
 class ArchitectureScaling:
     """Theorem 3 fit. ``optimal``: one row per (L, H, d) group with the best N, N*d, its mean loss and
-    seed spread and ``stability`` (share of bootstrap replicates choosing the same N); ``exponent`` and
-    ``C`` of ``N* d = C (L H)^e`` with percentile CIs; ``exponent_se``: the OLS standard error."""
+    seed spread and ``stability`` (share of bootstrap replicates choosing the same N); ``exponent``,
+    ``C`` and ``width_exponent`` of ``N* d = C (L H)^e (d/d0)^g`` with percentile CIs (the claim:
+    ``e = 1/2``, ``g = 0``); ``exponent_se``: the OLS standard error of ``e``."""
 
     optimal: pd.DataFrame
     exponent: float
@@ -299,6 +309,10 @@ class ArchitectureScaling:
     C: float
     C_lo: float
     C_hi: float
+    width_exponent: float
+    width_exponent_lo: float
+    width_exponent_hi: float
+    d0: float
     ci: float
     n_boot: int
     verdict: str
@@ -307,14 +321,22 @@ class ArchitectureScaling:
         return {
             "theorem": "N d = C sqrt(L H)", "claimed_exponent": CLAIMED_EXPONENT,
             "exponent": self.exponent, "exponent_lo": self.exponent_lo, "exponent_hi": self.exponent_hi,
-            "exponent_se": self.exponent_se, "C": self.C, "C_lo": self.C_lo, "C_hi": self.C_hi, "ci": self.ci,
+            "exponent_se": self.exponent_se, "C": self.C, "C_lo": self.C_lo, "C_hi": self.C_hi,
+            "width_exponent": self.width_exponent, "width_exponent_lo": self.width_exponent_lo,
+            "width_exponent_hi": self.width_exponent_hi, "d0": self.d0, "ci": self.ci,
             "n_groups": int(len(self.optimal)), "optimal": self.optimal.to_dict(orient="records"),
             "verdict": self.verdict,
         }
 
 
-def architecture_scaling(members: pd.DataFrame, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> ArchitectureScaling:
-    """Theorem 3 on a family's member table (``FamilyData.members``: L, H, d, N, seed, val_loss)."""
+def architecture_scaling(
+    members: pd.DataFrame, *, d0: float = D0, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+) -> ArchitectureScaling:
+    """Theorem 3 on a family's member table (``FamilyData.members``: L, H, d, N, seed, val_loss).
+
+    Fits ``log(N* d) = log C + e log(L H) + g log(d / d0)`` over the (L, H, d) groups: ``e`` is the
+    claimed 1/2; ``g`` = 0 if, as claimed, the optimal ``N d`` does not depend on the width
+    (``C`` is the constant at ``d = d0``)."""
     if n_boot < 1:
         raise ValueError(f"n_boot={n_boot} must be >= 1 (1000 is typical)")
     if not 0 < ci < 1:
@@ -322,45 +344,42 @@ def architecture_scaling(members: pd.DataFrame, *, n_boot: int = 1000, ci: float
     if members["H"].isna().any():
         raise ValueError("some members have no entropy rate H (a source whose estimate failed); Theorem 3 needs H")
     best = _optimal_heads(members)
-    lh = (best["L"] * best["H"]).to_numpy(float)
-    if np.unique(lh).size < 2:
+    if np.unique(best["LH"]).size < 2:
         raise ValueError("Theorem 3 needs at least two values of L*H; train more context lengths or sources")
     if members["N"].nunique() < 2:
         raise ValueError("Theorem 3 needs at least two head counts to choose from; train more --heads")
-    slope, intercept = _fit_line(lh, best["Nd"].to_numpy(float))
-    X = np.column_stack([np.ones_like(lh), np.log(lh)])
-    resid = np.log(best["Nd"].to_numpy(float)) - X @ np.array([intercept, slope])
-    dof = lh.size - 2
-    se = float(math.sqrt(resid @ resid / dof * np.linalg.inv(X.T @ X)[1, 1])) if dof > 0 else math.nan
 
+    def fit(frame: pd.DataFrame) -> tuple[np.ndarray, float]:
+        return _fit_architecture(frame["LH"].to_numpy(float), frame["d"].to_numpy(float),
+                                 frame["Nd"].to_numpy(float), d0)
+
+    point, se = fit(best)
     rng = np.random.default_rng(seed)
-    cells = {key: idx for key, idx in members.groupby(["L", "H", "d", "N"]).indices.items()}
-    group_keys = [tuple(r) for r in best[["L", "H", "d"]].itertuples(index=False)]
-    slopes, intercepts = np.full(n_boot, np.nan), np.full(n_boot, np.nan)
+    cells = list(members.groupby(["L", "H", "d", "N"]).indices.values())
+    boot = np.full((n_boot, 3), np.nan)
     same = np.zeros(len(best))
     for b in range(n_boot):
-        rows = np.concatenate([rng.choice(idx, size=idx.size, replace=True) for idx in cells.values()])
-        replicate = _optimal_heads(members.iloc[rows]).set_index(["L", "H", "d"])
-        chosen = replicate.loc[group_keys, "N"].to_numpy()
-        same += chosen == best["N"].to_numpy()
-        pick = rng.integers(0, len(group_keys), size=len(group_keys))  # resample the groups too
-        sample = replicate.loc[[group_keys[i] for i in pick]]
-        slopes[b], intercepts[b] = _fit_line((sample.index.get_level_values("L") * sample.index.get_level_values("H")).to_numpy(float),
-                                             sample["Nd"].to_numpy(float))
+        rows = np.concatenate([rng.choice(idx, size=idx.size, replace=True) for idx in cells])  # seeds
+        replicate = _optimal_heads(members.iloc[rows])  # same (L, H, d) order as `best`
+        same += replicate["N"].to_numpy() == best["N"].to_numpy()
+        boot[b] = fit(replicate.iloc[rng.integers(0, len(replicate), size=len(replicate))])[0]  # and groups
     best["stability"] = same / n_boot
     lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        e_lo, e_hi = np.nanquantile(slopes, [lo_q, hi_q])
-        c_lo, c_hi = np.exp(np.nanquantile(intercepts, [lo_q, hi_q]))
+        (e_lo, c_lo, g_lo), (e_hi, c_hi, g_hi) = np.nanquantile(boot, [lo_q, hi_q], axis=0)
     return ArchitectureScaling(
-        optimal=best, exponent=slope, exponent_lo=float(e_lo), exponent_hi=float(e_hi), exponent_se=se,
-        C=float(math.exp(intercept)), C_lo=float(c_lo), C_hi=float(c_hi), ci=float(ci), n_boot=int(n_boot),
-        verdict=_architecture_verdict(slope, float(e_lo), float(e_hi), best, ci),
+        optimal=best, exponent=float(point[0]), exponent_lo=float(e_lo), exponent_hi=float(e_hi), exponent_se=se,
+        C=float(math.exp(point[1])), C_lo=float(math.exp(c_lo)), C_hi=float(math.exp(c_hi)),
+        width_exponent=float(point[2]), width_exponent_lo=float(g_lo), width_exponent_hi=float(g_hi),
+        d0=float(d0), ci=float(ci), n_boot=int(n_boot),
+        verdict=_architecture_verdict(float(point[0]), float(e_lo), float(e_hi), float(point[2]), float(g_lo),
+                                      float(g_hi), best, ci),
     )
 
 
-def _architecture_verdict(e: float, lo: float, hi: float, best: pd.DataFrame, ci: float) -> str:
+def _architecture_verdict(e: float, lo: float, hi: float, g: float, g_lo: float, g_hi: float,
+                          best: pd.DataFrame, ci: float) -> str:
     pct = f"{100 * ci:.0f}%"
     text = (f"Across {len(best)} (L, H, d) groups, the loss-optimal N*d grows as (L H)^e with e = {e:.3g} "
             f"({pct} CI {_interval(lo, hi)}); the claim is e = 1/2. ")
@@ -370,6 +389,10 @@ def _architecture_verdict(e: float, lo: float, hi: float, best: pd.DataFrame, ci
     else:
         text += "The data exclude 1/2" + (" and are consistent with no dependence (the CI contains 0)." if lo <= 0 <= hi
                                           else ".")
+    if np.isfinite(g):
+        text += (f" At fixed L H, N*d scales with the width as d^{g:.3g} ({pct} CI {_interval(g_lo, g_hi)}); the claim "
+                 "(N d set by L H alone) needs 0, which the data "
+                 + ("do not exclude." if g_lo <= 0 <= g_hi else "exclude: the optimal N*d depends on the width."))
     unstable = float((best["stability"] < 0.5).mean())
     if unstable > 0:
         text += (f" In {100 * unstable:.0f}% of the groups the best head count changes in more than half of the "

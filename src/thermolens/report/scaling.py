@@ -52,25 +52,30 @@ def plot_temperature_scaling(result, *, ax=None):
 
 
 def plot_architecture_scaling(result, *, ax=None):
-    """Loss-optimal ``N* d`` of every (L, H, d) group against ``L H`` (log-log), marker size by the
-    stability of the choice over seed resamples, the fitted line ``C (L H)^e`` and the claimed slope
-    1/2 through the same geometric-mean point. ``result``: an ``ArchitectureScaling``. Returns the Axes."""
+    """Loss-optimal ``N* d`` of every (L, H, d) group against ``L H`` (log-log), one colour per width,
+    marker size by the stability of the choice over seed resamples, the fitted law
+    ``C (L H)^e (d/d_0)^g`` for each width, and the claimed ``N d = C' sqrt(L H)`` (slope 1/2, the same
+    for every width) through the geometric mean of the points. ``result``: an ``ArchitectureScaling``.
+    Returns the Axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
     best = result.optimal
     lh, nd = best["LH"].to_numpy(float), best["Nd"].to_numpy(float)
-    scatter = ax.scatter(lh, nd, c=np.log2(best["d"].to_numpy(float)), s=15 + 60 * best["stability"], cmap="plasma",
-                         alpha=0.8)
+    widths = np.unique(best["d"].to_numpy(float))
+    colours = plt.get_cmap("plasma")(np.linspace(0, 0.85, widths.size))
     grid = np.geomspace(lh.min(), lh.max(), 50)
-    ax.plot(grid, result.C * grid**result.exponent, color="k",
-            label=f"fit: e = {result.exponent:.2f} [{result.exponent_lo:.2f}, {result.exponent_hi:.2f}]")
+    g = result.width_exponent if np.isfinite(result.width_exponent) else 0.0
+    for colour, d in zip(colours, widths):
+        sel = best["d"].to_numpy(float) == d
+        ax.scatter(lh[sel], nd[sel], s=15 + 60 * best.loc[sel, "stability"], color=colour, alpha=0.8)
+        ax.plot(grid, result.C * grid**result.exponent * (d / result.d0) ** g, color=colour, label=f"fit, d = {d:g}")
     anchor_x, anchor_y = np.exp(np.log(lh).mean()), np.exp(np.log(nd).mean())
-    ax.plot(grid, anchor_y * (grid / anchor_x) ** 0.5, color="tab:red", ls="--", label="claimed: e = 1/2")
+    ax.plot(grid, anchor_y * (grid / anchor_x) ** 0.5, color="k", ls="--", label="claimed: slope 1/2, all d")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("L H (context length x entropy rate, bits)")
     ax.set_ylabel("N* d (best head count x width)")
-    ax.set_title("Theorem 3: N d = C sqrt(L H)?", fontsize=9)
-    ax.figure.colorbar(scatter, ax=ax, label="log2 d")
+    ax.set_title(f"Theorem 3: e = {result.exponent:.2f} [{result.exponent_lo:.2f}, {result.exponent_hi:.2f}], "
+                 f"g = {result.width_exponent:.2f} (claim: 1/2, 0)", fontsize=9)
     ax.legend(fontsize=7)
     return ax
