@@ -143,3 +143,27 @@ def test_cli_bad_input_exits_2(tmp_path):
     assert res.exit_code == 2 and "divisible" in res.output
     res = runner.invoke(app, ["family", "train", "--quick", "--executor", "mpi", "--out", str(tmp_path / "h")])
     assert res.exit_code == 2
+
+
+@pytest.mark.slow
+def test_quick_family_end_to_end(tmp_path):
+    """`family train --quick` (72 members on the local sweep), both analyses, and a resumed rerun."""
+    out = tmp_path / "famq"
+    res = runner.invoke(app, ["family", "train", "--quick", "--out", str(out), "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["n_members"] == 72 and summary["n_failed"] == 0 and not summary["mixed_versions"]
+    assert summary["wall_s"] < 600  # the issue's budget for the quick preset
+    data = family.load_family(out)
+    # every member learned: below the uniform log2(8) = 3 bits, never below the entropy-rate floor
+    # (minus the sampling noise of the fixed validation set)
+    assert (data.members["val_bits"] < 3.0).all()
+    assert (data.members["val_bits"] > data.members["H"] - 0.05).all()
+    for command, key in (("temperature", "alpha_k"), ("architecture", "exponent")):
+        res = runner.invoke(app, ["scaling", command, str(out), "--json", "--quiet", "--n-boot", "200"])
+        assert res.exit_code == 0, res.output
+        assert key in json.loads(res.stdout.strip().splitlines()[-1])
+    again = runner.invoke(app, ["family", "train", "--quick", "--out", str(out), "--json", "--quiet"])
+    assert again.exit_code == 0 and json.loads(again.stdout.strip().splitlines()[-1])["wall_s"] < 30
+    changed = runner.invoke(app, ["family", "train", "--quick", "--lr", "0.1", "--out", str(out)])
+    assert changed.exit_code == 2 and "lr" in changed.output
