@@ -57,8 +57,8 @@ class FamilyConfig:
     n_layers: int = 1
     mlp_ratio: int = 4
     act: str = "gelu"
-    budget_tokens: int = 2**19
-    batch_tokens: int = 4096
+    budget_tokens: int = 3 * 2**18
+    batch_tokens: int = 2048
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup_steps: int = 20
@@ -133,8 +133,8 @@ def quick() -> FamilyConfig:
 
 def default() -> FamilyConfig:
     """The default family: the issue's grid (widths 32-256, 1-8 heads, L = 64-256) on two order-2
-    Markov sources (H = 1.5 and 3.0 bits/token) x 2 seeds = 192 members of 2^19 tokens each, within
-    the 2-hour budget on 2 cores (docs/scaling.md: how to scale it up)."""
+    Markov sources (H = 1.5 and 3.0 bits/token) x 2 seeds = 192 members of 3 x 2^18 tokens (384 steps)
+    each, within the 2-hour budget on 2 cores (docs/scaling.md: how to scale it up)."""
     return FamilyConfig()
 
 
