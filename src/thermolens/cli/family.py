@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from thermolens.cli._common import console, handle_errors, parse_ints, print_json, with_progress
+from thermolens.cli._common import EXIT_FAILURE, console, fail, handle_errors, parse_ints, print_json, with_progress
 
 app = typer.Typer(help="Train a model family for the scaling analyses (`thermolens scaling`).", no_args_is_help=True)
 
@@ -117,4 +117,7 @@ def _train(opts: dict) -> None:
     console.print(f"{summary['n_members']} members trained ({summary['n_failed']} failed, {summary['n_skipped']} "
                   f"skipped) in {result.wall_s:.0f} s; wrote {run_dir}")
     for name, message in result.failed.items():
-        console.print(f"[red]failed[/] {name}: {message}")
+        console.print(f"[red]failed[/] {name}: {message.strip().splitlines()[-1] if message.strip() else message}")
+    if result.failed:
+        raise fail(f"{len(result.failed)} member(s) failed twice (tracebacks in their error.txt); rerun the same "
+                   "command to retry them", EXIT_FAILURE)

@@ -37,6 +37,7 @@ FAMILY_JSON = "family.json"
 HEADS = "heads.parquet"
 JOB_FN = "thermolens.experiments.family:train_member"
 
+
 @dataclass(frozen=True)
 class FamilyConfig:
     """The grid and the training budget shared by every member.
@@ -45,8 +46,8 @@ class FamilyConfig:
     with d % N == 0). n_layers, mlp_ratio, act: the rest of the architecture. budget_tokens (predicted
     tokens per member), batch_tokens (tokens per step: ``batch_size = batch_tokens // L`` windows, so
     every member takes the same number of steps), lr, weight_decay, warmup_steps, eval_every,
-    eval_batches: ``LMConfig`` settings, the same for every member. scan_sequences, n_boot: the per-head T* scan (validation windows, bootstrap
-    resamples of its CI).
+    eval_batches: ``LMConfig`` settings, the same for every member. scan_sequences, n_boot: the
+    per-head T* scan (validation windows, bootstrap resamples of its CI).
     """
 
     widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -88,12 +89,13 @@ class FamilyConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.scan_sequences < 2 and self.n_boot > 0:
             raise ValueError("scan_sequences must be >= 2 for a bootstrap CI of T* (or set n_boot=0)")
-        if not self.plan().members:
+        members = self.plan().members
+        if not members:
             raise ValueError(
                 f"no width in {list(self.widths)} is divisible by a head count in {list(self.heads)}; "
                 "every member needs d % N == 0"
             )
-        self.plan().members[0].lm_config()  # the shared training settings validate
+        members[0].lm_config()  # the shared training settings validate
 
     def plan(self) -> FamilyPlan:
         """The members to train and the combinations skipped (with the reason)."""
@@ -204,8 +206,9 @@ def scan_heads(model, windows, *, temperatures=None, n_boot: int = 200, ci: floa
     from thermolens.models import names
 
     cfg = model.cfg
-    config = scan_mod.ScanConfig(temperatures=tuple(temperatures or scan_mod.DEFAULT_TEMPERATURES), seq_len=max(int(windows.shape[1]), 2),
-                                 n_boot=n_boot, ci=ci, seed=seed, null_sequences=null_sequences)
+    config = scan_mod.ScanConfig(temperatures=tuple(temperatures or scan_mod.DEFAULT_TEMPERATURES),
+                                 seq_len=max(int(windows.shape[1]), 2), n_boot=n_boot, ci=ci, seed=seed,
+                                 null_sequences=null_sequences)
     temps = np.asarray(config.temperatures, dtype=float)
     betas = torch.as_tensor(1.0 / temps, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)
@@ -239,12 +242,9 @@ def train_member(config: dict, run_dir: Path) -> dict:
     lm_config = lm.LMConfig.from_dict(config["lm"])
     run = lm.train_lm(lm_config, run_dir=run_dir)
     source = lm.resolve_source(lm_config.source)
-    n_scan = int(config["scan"]["sequences"])
-    windows = source.sample(n_scan, lm_config.seq_len, seed=lm.VAL_SEED + 1, split="val")  # the same for all members
-    import torch
-
-    heads = scan_heads(run.model, torch.as_tensor(windows, dtype=torch.int64),
-                       n_boot=int(config["scan"]["n_boot"]), seed=lm_config.seed)
+    # held-out windows, the same for every member of a source and length: (n_scan, L) int64
+    windows = source.sample(int(config["scan"]["sequences"]), lm_config.seq_len, seed=lm.VAL_SEED + 1, split="val")
+    heads = scan_heads(run.model, windows, n_boot=int(config["scan"]["n_boot"]), seed=lm_config.seed)
     io.write_table(run_dir / HEADS, heads)
     return {
         **member, **run.summary(), "d_head": run.model_config.d_head, "n_layers": run.model_config.n_layers,
