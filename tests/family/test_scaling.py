@@ -46,6 +46,7 @@ def test_recovers_a_universal_exponent_and_T0():
     assert result.pooled["alpha_null"] == pytest.approx(0.25, abs=0.03)
     assert result.pooled["diff_lo"] > 0.15
     assert "differs from what random logits" in result.verdict
+    assert "falls with width as Theorem 1 says" in result.verdict
 
 
 def test_detects_exponents_that_differ_between_head_indices():
@@ -54,6 +55,8 @@ def test_detects_exponents_that_differ_between_head_indices():
     assert alphas[0] == pytest.approx(0.2, abs=0.03) and alphas[2] == pytest.approx(0.8, abs=0.03)
     assert result.universality["p_value"] < 1e-6
     assert "not universal" in result.verdict
+    rising = scaling.temperature_scaling(synthetic_heads([-0.4, -0.4]), n_boot=100)
+    assert "opposite of Theorem 1" in rising.verdict
 
 
 def test_null_like_scaling_is_called_indistinguishable():

@@ -254,11 +254,12 @@ def _temperature_verdict(per_k: pd.DataFrame, pooled: dict[str, float], test: di
         parts.append(f"Equal alpha_k across k: F = {test['F']:.3g}, p = {test['p_value']:.3g} — "
                      + ("no evidence against a universal exponent." if same
                         else "the exponents differ between head indices (not universal)."))
-    excludes_zero = not pooled["alpha_lo"] <= 0 <= pooled["alpha_hi"]
-    parts.append("Theorem 1's power law in d is " + ("supported in sign and form only as far as these CIs go."
-                                                      if excludes_zero and pooled["alpha"] > 0
-                                                      else "not supported: the CI of alpha does not exclude 0 or "
-                                                           "alpha is negative (T* does not fall with width)."))
+    if pooled["alpha_lo"] > 0:
+        parts.append("Sign and form: T* falls with width as Theorem 1 says.")
+    elif pooled["alpha_hi"] < 0:
+        parts.append("Sign: T* rises with width (alpha < 0), the opposite of Theorem 1's decreasing law.")
+    else:
+        parts.append("No width dependence of T* is resolved (the CI of alpha contains 0).")
     return " ".join(parts)
 
 
