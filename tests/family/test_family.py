@@ -167,3 +167,18 @@ def test_quick_family_end_to_end(tmp_path):
     assert again.exit_code == 0 and json.loads(again.stdout.strip().splitlines()[-1])["wall_s"] < 30
     changed = runner.invoke(app, ["family", "train", "--quick", "--lr", "0.1", "--out", str(out)])
     assert changed.exit_code == 2 and "lr" in changed.output
+
+
+def test_cli_trains_and_lists_skipped_combinations(tmp_path):
+    out = tmp_path / "fam"
+    args = ["family", "train", "--quick", "--widths", "6,8", "--heads", "1,4", "--seq-len", "8", "--seeds", "0",
+            "--budget-tokens", "1024", "--source", "markov:h=1.0,order=2,vocab=8", "--executor", "inline",
+            "--out", str(out), "--json", "--quiet"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["n_members"] == 3 and summary["n_failed"] == 0
+    assert summary["skipped"] == [{"member": "markov_h_1.0_order_2_vocab_8_seed_0-L8-d6-N4-s0",
+                                   "reason": "d=6 is not divisible by N=4 heads (d_head = d/N)"}]
+    assert io.read_json(out / io.MANIFEST)["status"] == "complete"
+    assert len(io.read_table(out / "members.parquet")) == 3
