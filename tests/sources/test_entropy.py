@@ -175,3 +175,14 @@ def test_lz_converges_on_a_markov_chain():
 def test_lz_rejects_unknown_form():
     with pytest.raises(ValueError, match="form must be one of"):
         lz_entropy_rate(np.array([0, 1, 0, 1]), form="sliding")
+
+
+def test_plugin_without_correction_equals_pyinform():
+    # peer: pyinform 0.2 (the Inform C library), entropy_rate(series, k) = plug-in H(X_t+1 | k past
+    # symbols) in bits over the same N - k windows; agreement to rounding.
+    pyinform = pytest.importorskip("pyinform.entropyrate")
+    from thermolens.data.sources import markov_source
+
+    x = markov_source(1.5, order=2, vocab=8, seed=0).sample(1, 50_000, seed=0)[0].numpy()
+    for k in (1, 2, 3):
+        assert plugin_entropy_rate(x, k, miller_madow=False) == pytest.approx(pyinform.entropy_rate(x, k=k), abs=1e-10)

@@ -157,3 +157,10 @@ def test_ray_address_that_does_not_answer_fails_fast_naming_it(tmp_path):
     with pytest.raises(ValueError, match=f"Ray address {address} does not answer"):
         run_sweep(squares(1), tmp_path, executor="ray", address=address)
     assert time.perf_counter() - start < 30
+
+
+def test_a_job_that_cannot_be_sent_to_a_worker_fails_alone(tmp_path):
+    jobs = [Job(name="lambda", fn=lambda config, run_dir: {}, config={}), *squares(1)]
+    result = run_sweep(jobs, tmp_path, executor="local", workers=1, retries=0)
+    assert "cannot send the job to a worker" in result.failed["lambda"]
+    assert list(result.done) == ["sq1"]

@@ -32,6 +32,7 @@ Contract:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -54,6 +55,7 @@ RESULT = "result.json"
 JOB = "job.json"
 ERROR = "error.txt"
 RAY_CONNECT_TIMEOUT_S = 30.0
+RAY_OBJECT_STORE_BYTES = 256 * 1024**2
 
 JobFn = Callable[[dict, Path], dict]
 
@@ -88,7 +90,8 @@ class Job:
     def fn_name(self) -> str:
         if isinstance(self.fn, str):
             return self.fn
-        return f"{getattr(self.fn, '__module__', '?')}:{getattr(self.fn, '__qualname__', repr(self.fn))}"
+        fn = self.fn.func if isinstance(self.fn, functools.partial) else self.fn
+        return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
 @dataclass(frozen=True)
@@ -195,9 +198,9 @@ class _Book:
     def finish(self, job: Job, summary: dict) -> None:
         io.write_json(self.run_dir(job) / RESULT, summary)
         (self.run_dir(job) / ERROR).unlink(missing_ok=True)
-        self._record(job.name, summary)
+        self.record(job.name, summary)
 
-    def _record(self, name: str, summary: dict) -> None:
+    def record(self, name: str, summary: dict) -> None:
         self.done[name] = summary
         if self.on_done is not None:
             self.on_done(name, summary)
@@ -267,9 +270,11 @@ class _Worker:
         self.job: Job | None = None
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError, BrokenPipeError):
-            self.conn.send(None)
-        self.process.join(timeout=5)
+        """Ask an idle worker to exit; a busy one (the sweep was interrupted) is terminated."""
+        if self.job is None:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            self.process.join(timeout=5)
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(timeout=5)
@@ -285,10 +290,18 @@ def _run_local(queue: deque[Job], book: _Book, workers: int) -> None:
     try:
         while queue or any(w.job is not None for w in pool):
             for worker in pool:
-                if worker.job is None and queue:
-                    worker.job = queue.popleft()
-                    worker.conn.send((worker.job.fn, worker.job.config, str(book.run_dir(worker.job))))
+                while worker.job is None and queue:
+                    job = queue.popleft()
+                    try:
+                        worker.conn.send((job.fn, job.config, str(book.run_dir(job))))
+                    except Exception as exc:  # noqa: BLE001 - e.g. a fn or config that cannot be pickled
+                        if book.error(job, f"cannot send the job to a worker: {type(exc).__name__}: {exc}", ""):
+                            queue.append(job)
+                        continue
+                    worker.job = job
             busy = [w for w in pool if w.job is not None]
+            if not busy:
+                continue
             ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
             for i, worker in enumerate(pool):
                 if worker.job is None or (worker.conn not in ready and worker.process.sentinel not in ready):
@@ -348,8 +361,9 @@ def _ray_session(address: str | None, workers: int | None) -> Iterator[Any]:
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
+            # summaries are small: a modest object store keeps the instance light on a shared machine
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+                     configure_logging=False, object_store_memory=RAY_OBJECT_STORE_BYTES)
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -438,7 +452,7 @@ def run_sweep(
         summary = _stored(job, run_dir)
         if summary is not None:
             skipped[job.name] = f"finished earlier ({run_dir / RESULT})"
-            book._record(job.name, summary)
+            book.record(job.name, summary)
             continue
         run_dir.mkdir(parents=True, exist_ok=True)
         io.write_json(run_dir / JOB, {"name": job.name, "fn": job.fn_name, "config": job.config})
