@@ -125,7 +125,8 @@ def test_cli_scaling_json(tiny_family):
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert {"alpha_k", "T_0", "universality", "verdict"} <= set(out)
     assert [row["k"] for row in out["alpha_k"]] == [0, 1]
-    assert (tiny_family / "scaling_temperature" / "temperature_scaling.png").is_file()
+    for png in ("temperature_scaling.png", "context_scaling.png"):
+        assert (tiny_family / "scaling_temperature" / png).is_file()
     res = runner.invoke(app, ["scaling", "architecture", str(tiny_family), "--json", "--n-boot", "50", "--quiet"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip().splitlines()[-1])

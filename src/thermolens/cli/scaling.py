@@ -65,9 +65,10 @@ def _temperature(opts: dict) -> None:
         io.write_table(run_dir / "points.parquet", result.points)
         io.write_text(run_dir / "verdict.md", f"# Theorem 1\n\n{result.verdict}\n")
         if opts["figures"]:
-            from thermolens.report.scaling import plot_temperature_scaling
+            from thermolens.report.scaling import plot_context_scaling, plot_temperature_scaling
 
             io.save_figure(plot_temperature_scaling(result).figure, run_dir / "temperature_scaling.png")
+            io.save_figure(plot_context_scaling(result).figure, run_dir / "context_scaling.png")
         recorder.summary = result.summary()
     if opts["json_out"]:
         print_json({**result.summary(), "mixed_versions": data.mixed_versions, "out": str(run_dir)})
