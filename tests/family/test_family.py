@@ -183,3 +183,15 @@ def test_cli_trains_and_lists_skipped_combinations(tmp_path):
                                    "reason": "d=6 is not divisible by N=4 heads (d_head = d/N)"}]
     assert io.read_json(out / io.MANIFEST)["status"] == "complete"
     assert len(io.read_table(out / "members.parquet")) == 3
+
+
+def test_cli_member_that_fails_is_reported_and_exits_1(tmp_path):
+    text = tmp_path / "tiny.txt"
+    text.write_text("abcabcabdabcabcabdabcabcabdabcabcabd")  # 36 chars: the 10 % validation split has 4
+    args = ["family", "train", "--quick", "--widths", "8", "--heads", "1", "--seq-len", "16", "--seeds", "0",
+            "--source", f"text:{text}", "--executor", "inline", "--retries", "0", "--out", str(tmp_path / "f"),
+            "--json", "--quiet"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["n_failed"] == 1 and "fewer than seq_len" in next(iter(summary["failed"].values()))

@@ -33,6 +33,7 @@ def train(
     executor: str = typer.Option("local", "--executor", help="local (worker processes), ray, or inline (this process, for debugging)."),
     workers: int = typer.Option(None, "--workers", help="Members trained at once (default: all cores)."),
     address: str = typer.Option(None, "--address", help="Ray address: auto, host:port (default: a local Ray instance)."),
+    retries: int = typer.Option(1, "--retries", help="Attempts after a member's first failure before it is reported."),
     out: Path = typer.Option(Path("runs/family"), "--out", help="Family directory; rerunning continues it."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Accept an --out that holds something else."),
     json_out: bool = typer.Option(False, "--json", help="Print the headline numbers as one JSON object on stdout."),
@@ -95,29 +96,32 @@ def _train(opts: dict) -> None:
         console.print(f"[yellow]skipped[/] {name}: {reason}")
     recorder = io.RunRecorder(run_dir, kind=KIND, command=io.command_line(),
                               config={"family": config.to_dict(), "executor": opts["executor"],
-                                      "workers": opts["workers"], "address": opts["address"]})
+                                      "workers": opts["workers"], "address": opts["address"],
+                                      "retries": opts["retries"]})
     with recorder:
         result = with_progress(
             lambda progress: family.train_family(config, run_dir, executor=opts["executor"], workers=opts["workers"],
-                                                 address=opts["address"], progress=progress),
+                                                 address=opts["address"], retries=opts["retries"],
+                                                 progress=progress),
             opts["quiet"], f"family ({len(plan.members)} members)",
         )
         io.write_table(run_dir / "members.parquet", result.members)
         recorder.timings["wall_s"] = result.wall_s
         recorder.summary = result.summary()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if len(result.members):
-            family.load_family(run_dir)
-    for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}")
-    summary = {**result.summary(), "out": str(run_dir), "mixed_versions": bool(caught)}
+    mixed = False
+    if len(result.members):  # the code-version check over every member now in the directory
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            mixed = family.load_family(run_dir).mixed_versions
+        for w in caught:
+            console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+    summary = {**result.summary(), "out": str(run_dir), "mixed_versions": mixed}
     if opts["json_out"]:
         print_json(summary)
-    console.print(f"{summary['n_members']} members trained ({summary['n_failed']} failed, {summary['n_skipped']} "
-                  f"skipped) in {result.wall_s:.0f} s; wrote {run_dir}")
+    console.print(f"{summary['n_members']} members finished ({summary['n_failed']} failed, {summary['n_skipped']} "
+                  f"skipped as d % N != 0) in {result.wall_s:.0f} s; wrote {run_dir}")
     for name, message in result.failed.items():
         console.print(f"[red]failed[/] {name}: {message.strip().splitlines()[-1] if message.strip() else message}")
     if result.failed:
-        raise fail(f"{len(result.failed)} member(s) failed twice (tracebacks in their error.txt); rerun the same "
+        raise fail(f"{len(result.failed)} member(s) failed every attempt (tracebacks in their error.txt); rerun the same "
                    "command to retry them", EXIT_FAILURE)
