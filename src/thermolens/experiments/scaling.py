@@ -129,7 +129,7 @@ def head_points(heads: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     rank is taken before removal, so ``k`` means the same in every member.
     """
     frame = heads.copy()
-    frame["k"] = frame.groupby(["member", "layer"])["T_star"].rank(method="first").astype(int) - 1
+    frame["k"] = frame.groupby(["member", "layer"])["T_star"].rank(method="first", na_option="bottom").astype(int) - 1
     keep = (~frame["at_edge"].astype(bool) & np.isfinite(frame["T_star"]) & (frame["T_star"] > 0)
             & np.isfinite(frame["T_star_null_gauss"]) & (frame["T_star_null_gauss"] > 0))
     return frame.loc[keep].reset_index(drop=True), int((~keep).sum())
