@@ -44,6 +44,11 @@ app.command("grok")(_grok.grok)
 from thermolens.cli import avalanches as _avalanches  # noqa: E402
 
 app.command("avalanches")(_avalanches.avalanches)
+from thermolens.cli.family import app as _family_app  # noqa: E402
+from thermolens.cli.scaling import app as _scaling_app  # noqa: E402
+
+app.add_typer(_family_app, name="family")
+app.add_typer(_scaling_app, name="scaling")
 
 
 def main() -> None:
