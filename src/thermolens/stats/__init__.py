@@ -1,5 +1,5 @@
 """Statistics engine: power laws and alternatives, goodness of fit, likelihood ratios, branching ratios,
-avalanches. Pure numpy/scipy; no plotting here (figures live in ``thermolens.report.stats``)."""
+avalanches, entropy rates. Pure numpy/scipy (plus numba loops); no plotting here (figures live in ``thermolens.report.stats``)."""
 
 from thermolens.stats.alternatives import (
     ALTERNATIVES,
@@ -17,6 +17,7 @@ from thermolens.stats.avalanches import (
     crackling_relation,
 )
 from thermolens.stats.branching import BranchingResult, branching_ratio, coefficients, simulate_branching
+from thermolens.stats.entropy import lz_entropy_rate, markov_entropy_rate, plugin_entropy_rate
 from thermolens.stats.gof import GoodnessOfFit, goodness_of_fit
 from thermolens.stats.powerlaw import PowerLawFit, PowerLawSampler, fit_power_law, sample_power_law
 
@@ -41,5 +42,8 @@ __all__ = [
     "fit_power_law",
     "fit_truncated_power_law",
     "goodness_of_fit",
+    "lz_entropy_rate",
+    "markov_entropy_rate",
+    "plugin_entropy_rate",
     "sample_power_law",
 ]
