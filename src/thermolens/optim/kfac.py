@@ -247,11 +247,17 @@ class KFAC:
     # ---- persistence -----------------------------------------------------------------------------
 
     def state(self) -> dict:
-        return {"factors": {_encode(k): dict(v) for k, v in self.factors.items()}}
+        """Factors and the eigendecompositions in use (the latter may be older than the factors)."""
+        return {
+            "factors": {_encode(k): dict(v) for k, v in self.factors.items()},
+            "inverses": {_encode(k): {n: t for n, t in zip(("vals_a", "vecs_a", "vals_g", "vecs_g"), v) if t is not None}
+                         for k, v in self.inverses.items()},
+        }
 
     def load(self, state: dict) -> None:
-        self.factors = {_decode(k): dict(v) for k, v in state.get("factors", {}).items()}
-        self.update_inverses() if self.factors else self.inverses.clear()
+        self.factors = {_decode(k): dict(v) for k, v in state["factors"].items()}
+        self.inverses = {_decode(k): tuple(v.get(n) for n in ("vals_a", "vecs_a", "vals_g", "vecs_g"))
+                         for k, v in state["inverses"].items()}
 
     def n_state_elements(self) -> int:
         """Numbers held: running factors plus eigenvalues and eigenvectors."""

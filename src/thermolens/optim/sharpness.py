@@ -129,10 +129,10 @@ def lanczos(
 
 
 def hessian_sharpness(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], *,
-                      n_iter: int = 30, seed: int = 0) -> Sharpness:
-    """``lambda_max(H)`` of ``loss_fn()`` (Lanczos)."""
+                      n_iter: int = 30, tol: float = 1e-5, seed: int = 0) -> Sharpness:
+    """``lambda_max(H)`` of ``loss_fn()`` (Lanczos; ``tol``: relative change that stops it)."""
     params = list(params)
-    return lanczos(hvp_operator(loss_fn, params), params, n_iter=n_iter, seed=seed)
+    return lanczos(hvp_operator(loss_fn, params), params, n_iter=n_iter, tol=tol, seed=seed)
 
 
 def preconditioned_sharpness(
