@@ -45,6 +45,10 @@ from thermolens.cli import avalanches as _avalanches  # noqa: E402
 
 app.command("avalanches")(_avalanches.avalanches)
 
+from thermolens.cli.optimize import app as _optimize_app  # noqa: E402
+
+app.add_typer(_optimize_app, name="optimize")
+
 
 def main() -> None:
     app()

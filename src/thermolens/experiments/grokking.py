@@ -87,6 +87,7 @@ class GrokConfig:
     optimizer_kwargs: dict = dataclasses.field(default_factory=dict)
     init: str = "default"  # "critical": every head starts at its T* (thermolens.optim.init)
     sharpness_every: int = 0  # steps between sharpness readings; 0: never
+    device: str = "cpu"  # torch device of the model and the data ("cuda" on a GPU)
 
     def __post_init__(self) -> None:
         ModularTask(p=self.p, op=self.op, train_fraction=self.train_fraction, seed=self.seed)
@@ -117,6 +118,8 @@ class GrokConfig:
             raise ValueError(f"optimizer={self.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
         if self.init not in INITS:
             raise ValueError(f"init={self.init!r} is unknown; choose one of {', '.join(INITS)}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device={self.device!r} must be a torch device name such as 'cpu' or 'cuda'")
         if self.sharpness_every < 0:
             raise ValueError(f"sharpness_every={self.sharpness_every} must be >= 0 (0 switches it off)")
 
@@ -304,7 +307,7 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def _load_checkpoint(path: Path, config: GrokConfig) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location=config.device)
     stored = state.get("config")
     if stored is not None:  # checkpoints written before a field existed hold its default
         stored = {**{k: v for k, v in GrokConfig().to_dict().items() if k not in stored}, **stored}
@@ -338,7 +341,9 @@ def train(
 
     task = config.task
     data = make_dataset(task)
-    model = HookedTransformer(nanda2023(config.p), seed=config.seed)
+    data = dataclasses.replace(data, **{k: getattr(data, k).to(config.device)
+                                        for k in ("train_tokens", "train_labels", "test_tokens", "test_labels")})
+    model = HookedTransformer(nanda2023(config.p), seed=config.seed).to(config.device)
     if config.init == "critical":
         from thermolens.optim.init import critical_init
 
@@ -350,6 +355,7 @@ def train(
         "train": thermometer.null_draw(data.n_train, n_layers, n_heads, model.cfg.n_ctx, seed=config.seed + 1),
         "test": thermometer.null_draw(data.n_test, n_layers, n_heads, model.cfg.n_ctx, seed=config.seed + 2),
     }
+    nulls = {k: thermometer.NullDraw(v.z.to(config.device)) for k, v in nulls.items()}
     inputs = {"train": (data.train_tokens, data.train_labels), "test": (data.test_tokens, data.test_labels)}
 
     history: list[dict[str, float]] = []

@@ -288,3 +288,16 @@ def finite_or_zero(update: torch.Tensor, label: str, events: list[str]) -> torch
     log.warning("update of %s was not finite; skipped", label)
     return torch.zeros_like(update)
 
+
+
+def factor_spectra(model: torch.nn.Module, loss_fn, *, max_dim: int = 256) -> dict[str, torch.Tensor]:
+    """Eigenvalues of the K-FAC factors ``A`` and ``G`` of every block of ``model`` at its current
+    weights, from one forward/backward of ``loss_fn()`` (a diagnostic; the model's gradients are
+    left as that backward set them)."""
+    kfac = KFAC(kfac_candidates(model), damping=1.0, stat_decay=0.0, max_dim=max_dim, events=[])
+    with kfac.capture():
+        loss = loss_fn()
+    loss.backward()
+    kfac.update_factors()
+    kfac.update_inverses()
+    return kfac.spectra()
