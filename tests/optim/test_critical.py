@@ -68,6 +68,22 @@ def test_kfac_finds_the_attention_and_mlp_matrices_of_the_hooked_model(make_lm, 
     assert not any(label.startswith(("W_E", "W_pos")) for label in labels)
 
 
+@pytest.mark.parametrize("memory_factor", [0.0, 0.5, 2.0])
+def test_state_stays_within_the_memory_budget(make_lm, make_tokens, loss_of, memory_factor):
+    model, toks = make_lm(), make_tokens()
+    opt = CriticalOptimizer(model, lr=1e-3, memory_factor=memory_factor)
+    _train(model, opt, toks, loss_of, 2)
+    n_params = sum(p.numel() for p in model.parameters())
+    kfac = opt.kfac.n_state_elements()
+    full = sum(t.dim() == 2 for slot in opt.kfac.factors.values() for t in slot.values())
+    # moments 2 P (as AdamW) plus K-FAC numbers within memory_factor x P, beyond the diagonals
+    # every side keeps anyway (2 d each)
+    diagonals = sum(2 * t.shape[0] for slot in opt.kfac.factors.values() for t in slot.values())
+    assert kfac <= memory_factor * n_params + diagonals
+    assert opt.state_elements() == 2 * n_params + kfac
+    assert (full == 0) == (memory_factor == 0.0)
+
+
 def test_registry_builds_every_optimizer(make_lm, make_tokens, loss_of):
     pytest.importorskip("pytorch_optimizer")
     toks = make_tokens()

@@ -77,7 +77,7 @@ def test_first_kfac_step_is_the_damped_natural_gradient_step():
     w0 = layer.weight.detach().clone()
     damping, lr = 0.1, 0.5
     opt = CriticalOptimizer(layer, lr=lr, preconditioner="kfac", graft="none", betas=(0.0, 0.999),
-                            damping=damping, stat_decay=0.0)
+                            damping=damping, stat_decay=0.0, memory_factor=100.0)
     out = layer(x)
     loss = 0.5 * ((out - y) ** 2).sum(-1).mean()
     out.retain_grad()

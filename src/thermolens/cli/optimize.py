@@ -47,6 +47,8 @@ def compare(
     p: int = typer.Option(113, "--p", help="grokking: modulus."),
     train_fraction: float = typer.Option(0.3, "--train-fraction", help="grokking: training fraction."),
     max_steps: int = typer.Option(20000, "--max-steps", help="grokking: step cap per run."),
+    every: int = typer.Option(100, "--every", help="grokking: thermometer cadence (steps)."),
+    stop_window: int = typer.Option(1000, "--stop-window", help="grokking: stop after this many steps at >= 99% test accuracy."),
     sharpness_every: int = typer.Option(1000, "--sharpness-every", help="grokking: sharpness cadence (0: off)."),
     corpus: str = typer.Option("builtin", "--corpus", help="lm: 'builtin' (the pydoc text) or a text file/directory."),
     source: str = typer.Option(None, "--source", help="lm: a source spec instead, e.g. 'markov:h=1.5,vocab=16'."),
@@ -83,7 +85,8 @@ def _compare(o: dict) -> None:
         task=o["task"], optimizers=_names(o["optimizers"], "--optimizers"),
         seeds=tuple(parse_ints(o["seeds"], name="--seeds")), inits=_names(o["init"], "--init"),
         lr=o["lr"], weight_decay=o["weight_decay"], optimizer_kwargs=kwargs, device=resolve_device(o["device"]),
-        p=o["p"], train_fraction=o["train_fraction"], max_steps=o["max_steps"], sharpness_every=o["sharpness_every"],
+        p=o["p"], train_fraction=o["train_fraction"], max_steps=o["max_steps"], every=o["every"],
+        sweep_every=max(o["every"], 10 * o["every"]), stop_window=o["stop_window"], sharpness_every=o["sharpness_every"],
         source=_source(o["corpus"], o["source"]), steps=o["steps"], seq_len=o["seq_len"], batch_size=o["batch_size"],
     )
     run_dir = Path(o["out"])

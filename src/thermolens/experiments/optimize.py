@@ -307,7 +307,8 @@ def verdict(summary, config: CompareConfig, headline: str) -> str:
         if len(base) and not (row["optimizer"] == "adamw" and row["init"] == "default"):
             b = base.iloc[0]
             if not (math.isfinite(row[headline + "_mean"]) and math.isfinite(b[headline + "_mean"])):
-                text += " — no comparison possible (no reading within the budget)"
+                text += (" — no comparison with AdamW possible: one side has no value (no run generalized, "
+                         "or none was evaluated within the budget)")
             else:
                 ratio = row[headline + "_mean"] / b[headline + "_mean"]
                 better = row[headline + "_max"] < b[headline + "_min"]  # every metric here: lower is better

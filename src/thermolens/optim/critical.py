@@ -15,7 +15,9 @@ Loshchilov & Hutter 2019, arXiv:1711.05101):
 
 ``kfac``   weight matrices the forward multiplies by get ``P = (A (x) G + damping I)^{-1}``
            (``thermolens.optim.kfac``; factors every ``stats_every`` steps, eigendecompositions every
-           ``inv_every``); every other tensor (biases, embeddings, LayerNorm) takes the Adam direction.
+           ``inv_every``; full factors within ``memory_factor`` x the parameter count, so the whole
+           state stays within ``(2 + memory_factor) / 2`` x AdamW's); every other tensor (biases,
+           embeddings, LayerNorm) takes the Adam direction.
 ``diag``   diagonal empirical Fisher: ``P = 1 / (v^ + damping)``.
 ``none``   ``P = I`` (momentum SGD direction).
 
@@ -70,7 +72,8 @@ class CriticalOptimizer(torch.optim.Optimizer):
         stat_decay: float = 0.95,
         stats_every: int = 10,
         inv_every: int = 50,
-        max_dim: int = 256,
+        max_dim: int = 1024,
+        memory_factor: float = 2.0,
         graft: str = "adam",
         temperature_kwargs: dict | None = None,
     ) -> None:
@@ -88,6 +91,8 @@ class CriticalOptimizer(torch.optim.Optimizer):
             raise ValueError(f"stat_decay={stat_decay} must lie in [0, 1)")
         if stats_every < 1 or inv_every < 1 or max_dim < 1:
             raise ValueError("stats_every, inv_every and max_dim must be >= 1")
+        if not memory_factor >= 0:
+            raise ValueError(f"memory_factor={memory_factor} must be >= 0 (K-FAC numbers per parameter, e.g. 2)")
         if weight_decay < 0 or eps <= 0:
             raise ValueError("weight_decay must be >= 0 and eps > 0")
         if isinstance(temperature_control, str):
@@ -104,8 +109,9 @@ class CriticalOptimizer(torch.optim.Optimizer):
         self.stats_every, self.inv_every = stats_every, inv_every
         self._names = {id(p): name for name, p in named.items()}
         self.events: list[str] = []  # fallbacks taken (extra damping, skipped non-finite updates)
+        n_params = sum(p.numel() for p in named.values())
         self.kfac = (KFAC(kfac_candidates(model), damping=damping, stat_decay=stat_decay, max_dim=max_dim,
-                          events=self.events) if preconditioner == "kfac" else None)
+                          events=self.events, budget=memory_factor * n_params) if preconditioner == "kfac" else None)
         self.controller = TemperatureController(model, temperature_control) if temperature_control else None
         self.n_steps = 0
         self.graft_scale: dict[str, float] = {}

@@ -18,9 +18,13 @@ damped natural gradient of the block's gradient ``D = dL/dW`` (``(d_in, d_out)``
 with ``A = Q_A diag(lambda_A) Q_A^T`` and ``G = Q_G diag(lambda_G) Q_G^T``: the exact inverse of
 ``A (x) G + damping I`` in the Kronecker eigenbasis (George et al. 2018, arXiv:1806.03884, use the
 same basis). ``A`` and ``G`` are running averages (decay ``stat_decay``) refreshed every
-``stats_every`` steps; the eigendecompositions are recomputed every ``inv_every`` steps. A side
-longer than ``max_dim`` keeps only the diagonal of its factor (then ``Q = I``), which bounds the
-memory (the factor of a 512-wide side alone would be four times a 128 x 512 weight).
+``stats_every`` steps; the eigendecompositions are recomputed every ``inv_every`` steps.
+
+Memory. A full factor of side ``d`` costs ``2 d^2`` numbers (the factor and its eigenvectors);
+the factor of a 512-wide side alone is four times a 128 x 512 weight. Sides are therefore made
+full smallest first while the total stays within ``budget`` numbers (the optimizer passes twice
+its parameter count, which caps its whole state at twice AdamW's); the other sides keep only their
+diagonal (then ``Q = I``). A side longer than ``max_dim`` is always diagonal.
 
 The Fisher here is the *empirical* one (gradients of the training loss itself, no sampled labels):
 it costs no extra backward pass, and is what the diagonal option and Adam use too (Kunstner et al.
@@ -35,6 +39,7 @@ model outside those passes.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -196,9 +201,9 @@ class KFAC:
     """
 
     def __init__(self, named_params: dict[str, torch.nn.Parameter], *, damping: float, stat_decay: float,
-                 max_dim: int, events: list[str]) -> None:
+                 max_dim: int, events: list[str], budget: float = math.inf) -> None:
         self.params = named_params
-        self.damping, self.stat_decay, self.max_dim = damping, stat_decay, max_dim
+        self.damping, self.stat_decay, self.max_dim, self.budget = damping, stat_decay, max_dim, budget
         self.factors: dict[BlockKey, dict[str, torch.Tensor]] = {}  # "A", "G" running averages
         self.inverses: dict[BlockKey, tuple] = {}  # (vals_a, vecs_a, vals_g, vecs_g)
         self.events = events
@@ -209,14 +214,28 @@ class KFAC:
         tracked = {id(p): name for name, p in self.params.items()}
         return _Capture(tracked, self._pending)
 
+    def _plan(self, fresh: list[tuple[BlockKey, str, int]]) -> set[tuple[BlockKey, str]]:
+        """Which new sides get full factors: smallest first, within what the budget has left.
+        A side costs ``2 d`` numbers diagonal (factor and eigenvalues), ``2 d^2`` full."""
+        used = sum(2 * t.numel() if t.dim() == 2 else 2 * t.shape[0] for slot in self.factors.values()
+                   for t in slot.values())
+        used += sum(2 * d for _, _, d in fresh)
+        full = set()
+        for key, side, d in sorted(fresh, key=lambda item: item[2]):
+            if d <= self.max_dim and used + 2 * d * d - 2 * d <= self.budget:
+                full.add((key, side))
+                used += 2 * d * d - 2 * d
+        return full
+
     def update_factors(self) -> None:
-        for key, stats in self._pending.items():
-            if "A" not in stats or "G" not in stats:  # an output that took no part in the loss
-                continue
+        ready = {k: v for k, v in self._pending.items() if "A" in v and "G" in v}  # else: not in the loss
+        fresh = [(k, side, ready[k][side].shape[0]) for k in ready if k not in self.factors for side in ("A", "G")]
+        full = self._plan(fresh)
+        for key, stats in ready.items():
             slot = self.factors.setdefault(key, {})
             for side in ("A", "G"):
-                new = stats[side]
-                slot[side] = _update_factor(slot.get(side), new, self.stat_decay, new.shape[0] <= self.max_dim)
+                keep_full = slot[side].dim() == 2 if side in slot else (key, side) in full
+                slot[side] = _update_factor(slot.get(side), stats[side], self.stat_decay, keep_full)
         self._pending = {}
 
     def update_inverses(self) -> None:
@@ -281,8 +300,9 @@ def kfac_candidates(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 
 
 def finite_or_zero(update: torch.Tensor, label: str, events: list[str]) -> torch.Tensor:
-    """The update, or zeros (logged) when any entry is not finite: weights never become NaN."""
-    if torch.all(torch.isfinite(update)):
+    """The update, or zeros (logged) when any entry is not finite: weights never become NaN.
+    One reduction decides: a NaN or an infinity anywhere makes the sum non-finite."""
+    if bool(torch.isfinite(update.sum())):
         return update
     events.append(f"{label}: non-finite update skipped")
     log.warning("update of %s was not finite; skipped", label)
@@ -290,7 +310,7 @@ def finite_or_zero(update: torch.Tensor, label: str, events: list[str]) -> torch
 
 
 
-def factor_spectra(model: torch.nn.Module, loss_fn, *, max_dim: int = 256) -> dict[str, torch.Tensor]:
+def factor_spectra(model: torch.nn.Module, loss_fn, *, max_dim: int = 1024) -> dict[str, torch.Tensor]:
     """Eigenvalues of the K-FAC factors ``A`` and ``G`` of every block of ``model`` at its current
     weights, from one forward/backward of ``loss_fn()`` (a diagnostic; the model's gradients are
     left as that backward set them)."""

@@ -117,10 +117,11 @@ class HeadCriticality:
 
 
 def measure_critical_temperatures(
-    model: HookedTransformer, tokens: torch.Tensor, temperatures=None, *, max_sequences: int = 256
+    model: HookedTransformer, tokens: torch.Tensor, temperatures=None, *, max_rows: int = 512
 ) -> HeadCriticality:
     """``T*`` of every head: the peak of ``C(T)`` averaged over every query row with at least two
-    visible keys of ``tokens`` ``(batch, pos)`` (the first ``max_sequences`` sequences).
+    visible keys of the first sequences of ``tokens`` ``(batch, pos)``, as many as give at most
+    ``max_rows`` such rows per head (at least one sequence).
 
     The logits are those of the model at its current operating temperatures (the earlier layers'
     temperatures shape the later layers' inputs); each head's ``C(T)`` reweights its own raw logits
@@ -128,7 +129,8 @@ def measure_critical_temperatures(
     """
     model = require_attention(model)
     grid = np.asarray(default_grid() if temperatures is None else temperatures, dtype=np.float64)
-    tokens = tokens[:max_sequences]
+    n_rows = int((torch.arange(tokens.shape[1]) >= (1 if model.cfg.causal else 0)).sum()) or 1
+    tokens = tokens[: max(1, max_rows // n_rows)]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, stop_after=attn_logits(model.cfg.n_layers - 1))
     curves = []
@@ -158,14 +160,14 @@ class TemperatureConfig:
     law: CriticalLaw | None = None  # scheduled: per-layer target from the layer law
     anneal_steps: int = 1000  # scheduled
     temperatures: tuple[float, ...] = field(default_factory=default_grid)  # grid on which C(T) is read
-    max_sequences: int = 256  # sequences of the latest batch used per measurement
+    max_rows: int = 512  # query rows per head of the latest batch used per measurement
     bounds: tuple[float, float] = (0.02, 50.0)  # T is kept inside
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"temperature control {self.mode!r} is unknown; choose one of {', '.join(MODES)}")
-        if self.every < 1 or self.anneal_steps < 1 or self.max_sequences < 1:
-            raise ValueError("every, anneal_steps and max_sequences must be >= 1")
+        if self.every < 1 or self.anneal_steps < 1 or self.max_rows < 1:
+            raise ValueError("every, anneal_steps and max_rows must be >= 1")
         if not 0 < self.rate <= 1:
             raise ValueError(f"rate={self.rate} must lie in (0, 1] (1 jumps straight to T*)")
         if self.target is not None and not (math.isfinite(self.target) and self.target > 0):
@@ -215,7 +217,7 @@ class TemperatureController:
             return
         T_star = None
         if needs_measure:
-            crit = measure_critical_temperatures(self.model, tokens, cfg.temperatures, max_sequences=cfg.max_sequences)
+            crit = measure_critical_temperatures(self.model, tokens, cfg.temperatures, max_rows=cfg.max_rows)
             T_star = crit.T_star
         current = self.model.head_temperature.detach().cpu()
         if cfg.mode == "track-critical":
