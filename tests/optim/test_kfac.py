@@ -125,3 +125,20 @@ def test_bad_settings_raise_with_the_fix(kwargs, words):
 def test_a_model_without_attention_is_refused_for_temperature_control():
     with pytest.raises(ValueError, match="HookedTransformer"):
         CriticalOptimizer(torch.nn.Linear(2, 2), temperature_control="track-critical")
+
+
+def test_diagonal_fisher_direction_grafted_to_adam():
+    # one step from zero moments: m^ = g, v^ = g^2, adam = g / (|g| + eps); the diagonal-Fisher
+    # direction g / (g^2 + damping) is rescaled to the norm of the Adam direction
+    p = torch.nn.Parameter(torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64))
+    layer = torch.nn.Module()
+    layer.w = p
+    opt = CriticalOptimizer(layer, lr=0.1, preconditioner="diag", damping=0.5, betas=(0.9, 0.99), eps=1e-12)
+    g = torch.tensor([[0.3, -1.0], [2.0, 0.1]], dtype=torch.float64)
+    p.grad = g.clone()
+    before = p.detach().clone()
+    opt.step()
+    adam = g / g.abs()
+    direction = g / (g ** 2 + 0.5)
+    expected = before - 0.1 * direction * adam.norm() / direction.norm()
+    np.testing.assert_allclose(p.detach().numpy(), expected.numpy(), rtol=1e-9)

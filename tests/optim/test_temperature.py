@@ -100,3 +100,16 @@ def test_state_dict_without_head_temperature_loads_with_the_config_value(make_lm
         model.head_temperature.fill_(3.0)
     model.load_state_dict(state)
     assert torch.all(model.head_temperature == 1.0)
+
+
+def test_scheduled_control_follows_the_layer_law(make_lm, make_tokens, loss_of):
+    # tiny model: d_model 16; law T0 = 1, d0 = 8, alpha = (1, 0.5): targets 2^-1 = 0.5 and 2^-0.5
+    model, toks = make_lm(), make_tokens()
+    law = CriticalLaw(T0=1.0, d0=8.0, alpha=(1.0, 0.5))
+    opt = CriticalOptimizer(model, lr=1e-3, preconditioner="none", temperature_control="scheduled",
+                            temperature_kwargs=dict(law=law, anneal_steps=2, every=1))
+    for _ in range(2):
+        opt.zero_grad()
+        loss_of(model, toks).backward()
+        opt.step()
+    np.testing.assert_allclose(model.head_temperature.numpy(), [[0.5, 0.5], [2 ** -0.5, 2 ** -0.5]], rtol=1e-6)
