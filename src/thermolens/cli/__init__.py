@@ -50,6 +50,10 @@ from thermolens.cli.scaling import app as _scaling_app  # noqa: E402
 app.add_typer(_family_app, name="family")
 app.add_typer(_scaling_app, name="scaling")
 
+from thermolens.cli.optimize import app as _optimize_app  # noqa: E402
+
+app.add_typer(_optimize_app, name="optimize")
+
 
 def main() -> None:
     app()

@@ -7,6 +7,9 @@ One run (``train``):
 * model: ``nanda2023(p)`` (``thermolens.models.hooked``), initial weights drawn from ``seed``;
 * optimizer: full-batch AdamW, ``lr`` 1e-3, weight decay 1.0, betas (0.9, 0.98), learning rate
   times ``min(step / warmup_steps, 1)`` (the schedule of Nanda et al. 2023, arXiv:2301.05217);
+  ``optimizer`` names another one of ``thermolens.optim.OPTIMIZERS`` (same lr, weight decay, betas
+  and schedule; ``optimizer_kwargs`` go to its constructor), ``init="critical"`` starts every head
+  at its critical temperature (``thermolens.optim.init``);
   the loss is the cross-entropy of the answer at the ``=`` position (float64 log-softmax);
 * optional Grokfast-EMA gradient filter (Lee et al. 2024, arXiv:2405.20233): ``g <- g + lamb * h``
   with ``h <- alpha h + (1 - alpha) g``. It changes the dynamics being measured; results carry the
@@ -14,6 +17,8 @@ One run (``train``):
 * thermometer every ``every`` steps on the train and the test inputs
   (``thermolens.experiments.thermometer.read``), a temperature sweep ``C(T)`` of the test inputs
   every ``sweep_every`` steps;
+* sharpness every ``sharpness_every`` steps (0: never): the top Hessian eigenvalue of the training
+  loss and, for preconditioned optimizers, of ``P^{-1} H`` (``thermolens.optim.sharpness``);
 * early stop once test accuracy has stayed >= ``stop_acc`` for ``stop_window`` steps (so the
   thermometer still sees the run well past the onset), else at ``max_steps``;
 * a checkpoint (model, optimizer, filter state, every reading so far) every ``checkpoint_every``
@@ -38,6 +43,7 @@ from thermolens import io
 from thermolens.data.modular import ModularTask, make_dataset
 from thermolens.experiments import detection, thermometer
 from thermolens.models.hooked import HookedTransformer, nanda2023
+from thermolens.optim import OPTIMIZERS, make_optimizer
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -77,6 +83,11 @@ class GrokConfig:
     grokfast: bool = False
     grokfast_alpha: float = 0.98
     grokfast_lamb: float = 2.0
+    optimizer: str = "adamw"  # one of thermolens.optim.OPTIMIZERS
+    optimizer_kwargs: dict = dataclasses.field(default_factory=dict)
+    init: str = "default"  # "critical": every head starts at its T* (thermolens.optim.init)
+    sharpness_every: int = 0  # steps between sharpness readings; 0: never
+    device: str = "cpu"  # torch device of the model and the data ("cuda" on a GPU)
 
     def __post_init__(self) -> None:
         ModularTask(p=self.p, op=self.op, train_fraction=self.train_fraction, seed=self.seed)
@@ -103,6 +114,14 @@ class GrokConfig:
             raise ValueError(f"stop_acc={self.stop_acc} must lie in (0, 1]")
         if not 0 <= self.grokfast_alpha < 1 or not self.grokfast_lamb >= 0:
             raise ValueError("grokfast_alpha must lie in [0, 1) and grokfast_lamb be >= 0 (defaults 0.98, 2.0)")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
+        if self.init not in INITS:
+            raise ValueError(f"init={self.init!r} is unknown; choose one of {', '.join(INITS)}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device={self.device!r} must be a torch device name such as 'cpu' or 'cuda'")
+        if self.sharpness_every < 0:
+            raise ValueError(f"sharpness_every={self.sharpness_every} must be >= 0 (0 switches it off)")
 
     @property
     def task(self) -> ModularTask:
@@ -117,6 +136,10 @@ class GrokConfig:
         data["adam_betas"] = tuple(data["adam_betas"])
         data["sweep_temperatures"] = tuple(data["sweep_temperatures"])
         return cls(**data)
+
+
+#: initializations of ``GrokConfig.init``
+INITS = ("default", "critical")
 
 
 @dataclass(frozen=True)
@@ -153,7 +176,8 @@ class GrokRun:
         row: dict[str, Any] = {
             "p": self.config.p, "seed": self.config.seed, "op": self.config.op,
             "train_fraction": self.config.train_fraction, "weight_decay": self.config.weight_decay,
-            "grokfast": self.config.grokfast, "steps": self.steps, "stopped_early": self.stopped_early,
+            "grokfast": self.config.grokfast, "optimizer": self.config.optimizer, "init": self.config.init,
+            "steps": self.steps, "stopped_early": self.stopped_early,
             "grokked": math.isfinite(det.onset.onset_90),
             "onset_step": det.onset_step, "onset_90_step": det.onset.onset_90,
             "sigmoid_mid_step": det.onset.sigmoid_mid,
@@ -192,6 +216,34 @@ def grokfast_ema(model: torch.nn.Module, ema: dict[str, torch.Tensor] | None, al
         param.grad = grad + lamb * h
         new[name] = h
     return new
+
+
+def sharpness_reading(model: HookedTransformer, optimizer: torch.optim.Optimizer, tokens: torch.Tensor,
+                      labels: torch.Tensor, lr: float) -> dict[str, float]:
+    """Top Hessian eigenvalue of the training loss (``sharpness``, against ``2 / lr``) and, when the
+    optimizer has a preconditioner, of ``P^{-1} H`` (``sharpness_precond``, against Adam's
+    ``(2 + 2 beta1) / ((1 - beta1) lr)``); Cohen et al. 2021/2022 (arXiv:2103.00065, 2207.14484)."""
+    from thermolens.optim import sharpness
+
+    def loss_fn() -> torch.Tensor:
+        out = model(tokens, last_only=True)[:, -1]
+        return torch.nn.functional.cross_entropy(out.double(), labels)
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    beta1 = optimizer.param_groups[0].get("betas", (0.0, 0.0))[0]
+    model.eval()  # no dropout here; eval keeps optimizers that watch training forwards out of it
+    try:
+        row = {"sharpness": sharpness.hessian_sharpness(loss_fn, params, n_iter=20).value,
+               "gd_threshold": sharpness.gd_threshold(lr), "adam_threshold": sharpness.adam_threshold(lr, beta1)}
+        apply_inverse = sharpness.inverse_preconditioner(optimizer)
+        has_state = any(optimizer.state.get(p) for p in params)
+        row["sharpness_precond"] = (
+            sharpness.preconditioned_sharpness(loss_fn, params, apply_inverse, n_iter=30).value
+            if apply_inverse is not None and has_state else math.nan
+        )
+    finally:
+        model.train()
+    return row
 
 
 def detect(history) -> Detection:
@@ -255,8 +307,10 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def _load_checkpoint(path: Path, config: GrokConfig) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location=config.device)
     stored = state.get("config")
+    if stored is not None:  # checkpoints written before a field existed hold its default
+        stored = {**{k: v for k, v in GrokConfig().to_dict().items() if k not in stored}, **stored}
     if stored != config.to_dict():
         differing = sorted(k for k in set(stored or {}) | set(config.to_dict())
                            if (stored or {}).get(k) != config.to_dict().get(k))
@@ -287,22 +341,28 @@ def train(
 
     task = config.task
     data = make_dataset(task)
-    model = HookedTransformer(nanda2023(config.p), seed=config.seed)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=config.adam_betas
-    )
+    data = dataclasses.replace(data, **{k: getattr(data, k).to(config.device)
+                                        for k in ("train_tokens", "train_labels", "test_tokens", "test_labels")})
+    model = HookedTransformer(nanda2023(config.p), seed=config.seed).to(config.device)
+    if config.init == "critical":
+        from thermolens.optim.init import critical_init
+
+        critical_init(model, data.train_tokens)
+    optimizer = make_optimizer(config.optimizer, model, lr=config.lr, weight_decay=config.weight_decay,
+                               betas=config.adam_betas, kwargs=config.optimizer_kwargs)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     nulls = {
         "train": thermometer.null_draw(data.n_train, n_layers, n_heads, model.cfg.n_ctx, seed=config.seed + 1),
         "test": thermometer.null_draw(data.n_test, n_layers, n_heads, model.cfg.n_ctx, seed=config.seed + 2),
     }
+    nulls = {k: thermometer.NullDraw(v.z.to(config.device)) for k, v in nulls.items()}
     inputs = {"train": (data.train_tokens, data.train_labels), "test": (data.test_tokens, data.test_labels)}
 
     history: list[dict[str, float]] = []
     sweep_rows: list[dict[str, Any]] = []
     ema: dict[str, torch.Tensor] | None = None
     step, above_since, stopped_early, finished = 0, -1, False, False
-    timings = {"train_s": 0.0, "thermometer_s": 0.0, "sweep_s": 0.0}
+    timings = {"train_s": 0.0, "thermometer_s": 0.0, "sweep_s": 0.0, "sharpness_s": 0.0}
     checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
     if checkpoint is not None and (state := _load_checkpoint(checkpoint, config)) is not None:
         model.load_state_dict(state["model"])
@@ -310,7 +370,7 @@ def train(
         ema = state["ema"] or None
         step, above_since, stopped_early = state["step"], state["above_since"], state["stopped_early"]
         finished = state["finished"]
-        history, sweep_rows, timings = state["history"], state["sweep"], state["timings"]
+        history, sweep_rows, timings = state["history"], state["sweep"], {"sharpness_s": 0.0, **state["timings"]}
 
     def save() -> None:
         if checkpoint is not None:
@@ -333,6 +393,10 @@ def train(
             history.append(row)
             reading = {k.removeprefix("test_"): v for k, v in row.items() if k.startswith("test_")}
             timings["thermometer_s"] += time.perf_counter() - start
+            if config.sharpness_every and step % config.sharpness_every == 0:
+                start = time.perf_counter()
+                row.update(sharpness_reading(model, optimizer, data.train_tokens, data.train_labels, config.lr))
+                timings["sharpness_s"] += time.perf_counter() - start
             if config.sweep_every and step % config.sweep_every == 0:
                 start = time.perf_counter()
                 sweep = thermometer.temperature_sweep(model, data.test_tokens, np.asarray(config.sweep_temperatures))

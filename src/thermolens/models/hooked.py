@@ -252,6 +252,12 @@ class Block(nn.Module):
         return _apply(hooks, cache, resid_post(L), x)
 
 
+def _fill_head_temperature(module, state_dict, prefix, *args) -> None:
+    """State dicts written before ``head_temperature`` existed load with the config's temperatures."""
+    if prefix + "head_temperature" not in state_dict:
+        state_dict[prefix + "head_temperature"] = torch.tensor(module.cfg.temperature_table(), dtype=torch.float32)
+
+
 class HookedTransformer(nn.Module):
     """GPT-style transformer built from a ``HookedConfig``; see the module docstring for hooks.
 
@@ -271,6 +277,10 @@ class HookedTransformer(nn.Module):
         self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.vocab_out))
         self.b_U = nn.Parameter(torch.zeros(cfg.vocab_out))
         self._temperature: torch.Tensor | None = None  # set only inside `temperature(...)` blocks
+        # The operating temperature of every head, (layer, head): model state, saved with the weights,
+        # so a temperature steered during training (thermolens.optim) stays with the model.
+        self.register_buffer("head_temperature", torch.tensor(cfg.temperature_table(), dtype=torch.float32))
+        self.register_load_state_dict_pre_hook(_fill_head_temperature)
         generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         with torch.no_grad():
             for name, param in self.named_parameters():
@@ -280,8 +290,9 @@ class HookedTransformer(nn.Module):
     # ---- temperature -----------------------------------------------------------------------------
 
     def default_temperature(self) -> torch.Tensor:
-        """``(n_layers, n_heads)`` float tensor of the config's temperatures."""
-        return torch.tensor(self.cfg.temperature_table(), dtype=torch.float32, device=self.W_E.device)
+        """``(n_layers, n_heads)`` operating temperatures: the config's, unless steered since
+        (the ``head_temperature`` buffer)."""
+        return self.head_temperature
 
     def _temperature_tensor(self, temperature) -> torch.Tensor:
         cfg = self.cfg
