@@ -49,7 +49,7 @@ def _physics(done: dict[str, dict]) -> dict[str, dict]:
 
 def main() -> str:
     try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         return "## sweep\n\nRay is not installed (`pip install 'thermolens[ray]'`); nothing measured.\n"
     walls: dict[str, list[float]] = {"local": [], "ray": []}
@@ -80,7 +80,7 @@ def main() -> str:
         "|---|---|---:|---:|---:|---:|---|---|",
         f"| ours: local worker processes | {', '.join(f'{w:.1f}' for w in walls['local'])} | {local:.1f} "
         f"| {statistics.median(job_s['local']):.1f} | {overhead['local']:.1f} | 1.00 | reference | — |",
-        f"| Ray {__import__('ray').__version__}, local instance | {', '.join(f'{w:.1f}' for w in walls['ray'])} "
+        f"| Ray {ray.__version__}, local instance | {', '.join(f'{w:.1f}' for w in walls['ray'])} "
         f"| {ray_:.1f} | {statistics.median(job_s['ray']):.1f} | {overhead['ray']:.1f} | {ratio:.2f} | <= 1.10 "
         f"| {'yes' if ratio <= 1.10 else 'no'} |",
         "",
