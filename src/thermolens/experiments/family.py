@@ -368,8 +368,12 @@ def load_family(root: str | Path) -> FamilyData:
     keys = pd.Series([f"{r['version']}@{r['git_commit']}" for r in version_rows], index=versions.index)
     mixed = keys.nunique() > 1
     if mixed:
-        listing = "; ".join(f"{k}: {', '.join(versions.loc[keys == k, 'member'])}" for k in sorted(keys.unique()))
-        warnings.warn(f"the family in {root} mixes members trained by different code versions — {listing}",
-                      UserWarning, stacklevel=2)
+        groups = sorted(((k, list(versions.loc[keys == k, "member"])) for k in keys.unique()), key=lambda g: -len(g[1]))
+        listing = "; ".join(
+            f"{k} ({len(names)} members: {', '.join(names[:8])}{f', and {len(names) - 8} more' if len(names) > 8 else ''})"
+            for k, names in groups
+        )
+        warnings.warn(f"the family in {root} mixes members trained by different code versions (version@commit) — "
+                      f"{listing}; FamilyData.versions lists every member", UserWarning, stacklevel=2)
     return FamilyData(root=root, members=pd.DataFrame(member_rows), heads=pd.concat(head_frames, ignore_index=True),
                       versions=versions, mixed_versions=bool(mixed))
