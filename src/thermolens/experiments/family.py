@@ -60,7 +60,7 @@ class FamilyConfig:
     act: str = "gelu"
     budget_tokens: int = 3 * 2**18
     batch_tokens: int = 2048
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 0.01
     warmup_steps: int = 20
     eval_every: int = 32
