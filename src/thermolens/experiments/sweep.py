@@ -22,7 +22,9 @@ Contract:
   charged to exactly the job it was running. ``"ray"``: the same on Ray (``address`` ``None`` or
   ``"local"`` starts a local instance; ``"auto"`` or ``host:port`` connects to a cluster; an
   address that does not answer fails within 30 s naming it). ``"inline"``: in this process, one
-  after another (debugging, and step-level progress bars). Every executor runs torch on one
+  after another (debugging, and step-level progress bars). Scripts using ``"local"`` call
+  ``run_sweep`` under ``if __name__ == "__main__":`` (spawned workers import the main module).
+  Every executor runs torch on one
   thread per job: CPU reductions are then bitwise reproducible, so a job gives the same summary
   whichever executor ran it.
 * Summaries are normalized to JSON values (NaN -> ``None``, tuples -> lists), identically for a
@@ -356,7 +358,7 @@ def _ray_session(address: str | None, workers: int | None) -> Iterator[Any]:
         # workers inherit this environment: one OpenMP thread, and this process's import path
         # (the thermolens in use, and the modules the job functions live in)
         package_root = str(Path(__file__).resolve().parents[2])
-        paths = [package_root] + [p for p in sys.path if p and Path(p).is_dir()]
+        paths = [package_root] + [str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir()]
         env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
