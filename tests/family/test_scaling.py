@@ -139,3 +139,15 @@ def test_architecture_needs_two_values_of_LH():
     members = synthetic_members()
     with pytest.raises(ValueError, match="L\\*H"):
         scaling.architecture_scaling(members[members["L"] == 16], n_boot=10)
+
+
+def test_groups_far_above_the_entropy_floor_are_flagged():
+    members = synthetic_members()  # losses ~1 nat = 1.44 bits; H = 1, 2, 4 bits
+    result = scaling.architecture_scaling(members, n_boot=20)
+    expected = result.optimal["val_loss"] / np.log(2) - result.optimal["H"]
+    np.testing.assert_allclose(result.optimal["excess_bits"], expected)
+    n_flagged = int((expected > scaling.UNLEARNED_BITS).sum())  # the H = 1 groups: 0.44 bit < 0.5, not flagged
+    assert n_flagged == 0 and "have not learned" not in result.verdict
+    members["val_loss"] += 1.0  # 1.44 bits more: now the H = 1 and H = 2 groups are far above the floor
+    flagged = scaling.architecture_scaling(members, n_boot=20)
+    assert f"In {int((flagged.optimal['excess_bits'] > 0.5).sum())} of 6 groups" in flagged.verdict

@@ -29,7 +29,7 @@ def train(
     layers: int = typer.Option(None, "--layers", help="Transformer layers per member (preset: 1)."),
     budget_tokens: int = typer.Option(None, "--budget-tokens", help="Predicted tokens per member (preset: 786432 = 3 x 2^18; quick: 2^17)."),
     batch_tokens: int = typer.Option(None, "--batch-tokens", help="Tokens per step; batch = batch_tokens // L windows (preset: 2048; quick: 512)."),
-    lr: float = typer.Option(None, "--lr", help="Peak AdamW learning rate (preset: 3e-3; quick: 1e-2)."),
+    lr: float = typer.Option(None, "--lr", help="Peak AdamW learning rate (both presets: 1e-2)."),
     executor: str = typer.Option("local", "--executor", help="local (worker processes), ray, or inline (this process, for debugging)."),
     workers: int = typer.Option(None, "--workers", help="Members trained at once (default: all cores)."),
     address: str = typer.Option(None, "--address", help="Ray address: auto, host:port (default: a local Ray instance)."),

@@ -53,14 +53,14 @@ class FamilyConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)
     heads: tuple[int, ...] = (1, 2, 4, 8)
     seq_lens: tuple[int, ...] = (64, 128, 256)
-    sources: tuple[str, ...] = ("markov:h=1.5,order=2,vocab=16,seed=0", "markov:h=3.0,order=2,vocab=16,seed=0")
+    sources: tuple[str, ...] = ("markov:h=0.75,order=2,vocab=16,seed=0", "markov:h=1.5,order=2,vocab=16,seed=0")
     seeds: tuple[int, ...] = (0, 1)
     n_layers: int = 1
     mlp_ratio: int = 4
     act: str = "gelu"
     budget_tokens: int = 3 * 2**18
     batch_tokens: int = 2048
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 0.01
     warmup_steps: int = 20
     eval_every: int = 32
@@ -135,7 +135,7 @@ def quick() -> FamilyConfig:
 
 def default() -> FamilyConfig:
     """The default family: the issue's grid (widths 32-256, 1-8 heads, L = 64-256) on two order-2
-    Markov sources (H = 1.5 and 3.0 bits/token) x 2 seeds = 192 members of 3 x 2^18 tokens (384 steps)
+    Markov sources (H = 0.75 and 1.5 bits/token) x 2 seeds = 192 members of 3 x 2^18 tokens (384 steps)
     each, within the 2-hour budget on 2 cores (docs/scaling.md: how to scale it up)."""
     return FamilyConfig()
 
@@ -368,8 +368,12 @@ def load_family(root: str | Path) -> FamilyData:
     keys = pd.Series([f"{r['version']}@{r['git_commit']}" for r in version_rows], index=versions.index)
     mixed = keys.nunique() > 1
     if mixed:
-        listing = "; ".join(f"{k}: {', '.join(versions.loc[keys == k, 'member'])}" for k in sorted(keys.unique()))
-        warnings.warn(f"the family in {root} mixes members trained by different code versions — {listing}",
-                      UserWarning, stacklevel=2)
+        groups = sorted(((k, list(versions.loc[keys == k, "member"])) for k in keys.unique()), key=lambda g: -len(g[1]))
+        listing = "; ".join(
+            f"{k} ({len(names)} members: {', '.join(names[:8])}{f', and {len(names) - 8} more' if len(names) > 8 else ''})"
+            for k, names in groups
+        )
+        warnings.warn(f"the family in {root} mixes members trained by different code versions (version@commit) — "
+                      f"{listing}; FamilyData.versions lists every member", UserWarning, stacklevel=2)
     return FamilyData(root=root, members=pd.DataFrame(member_rows), heads=pd.concat(head_frames, ignore_index=True),
                       versions=versions, mixed_versions=bool(mixed))

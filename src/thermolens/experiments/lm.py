@@ -27,6 +27,7 @@ One run (``train_lm``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -253,6 +254,13 @@ def evaluate(model: HookedTransformer, windows: torch.Tensor, batch_size: int) -
     return total / count
 
 
+@functools.cache
+def code_commit() -> str | None:
+    """The git commit of the code this process runs, read once (at its first training run), so a
+    commit made while a long sweep runs does not relabel members trained by the older code."""
+    return io.git_commit()
+
+
 def save_member(run_dir: Path, run: LMRun, extra: dict[str, Any] | None = None) -> None:
     """Write ``model.safetensors``, ``history.parquet`` and ``member.json`` atomically."""
     from importlib.metadata import PackageNotFoundError, version
@@ -274,7 +282,7 @@ def save_member(run_dir: Path, run: LMRun, extra: dict[str, Any] | None = None) 
         "model_config": io.to_jsonable(run.model_config),
         "summary": run.summary(),
         "thermolens_version": package_version,
-        "git_commit": io.git_commit(),
+        "git_commit": code_commit(),
         "versions": io.package_versions(),
         "finished": io.now_iso(),
         **(extra or {}),
@@ -318,6 +326,7 @@ def train_lm(
     """
     import pandas as pd
 
+    code_commit()  # the commit of the code as loaded, before any long training
     source = resolve_source(config.source)
     model_config = config.hooked_config(source.vocab_size)
     model = HookedTransformer(model_config, seed=config.seed)

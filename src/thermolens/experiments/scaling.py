@@ -46,6 +46,10 @@ N0 = 64
 
 CLAIMED_EXPONENT = 0.5
 
+#: a group whose best member is further than this above the entropy-rate floor (bits/token) compares
+#: models that have not learned the source; the verdict counts such groups
+UNLEARNED_BITS = 0.5
+
 
 # --------------------------------------------------------------------------------------------------
 # least squares pieces
@@ -274,6 +278,7 @@ def _optimal_heads(members: pd.DataFrame) -> pd.DataFrame:
     best = cells.loc[cells.groupby(["L", "H", "d"])["val_loss"].idxmin()].reset_index(drop=True)
     best["LH"] = best["L"] * best["H"]
     best["Nd"] = best["N"] * best["d"]
+    best["excess_bits"] = best["val_loss"] / math.log(2) - best["H"]  # above the entropy-rate floor
     return best
 
 
@@ -297,8 +302,8 @@ def _fit_architecture(lh: np.ndarray, d: np.ndarray, nd: np.ndarray, d0: float) 
 
 @dataclass(frozen=True)
 class ArchitectureScaling:
-    """Theorem 3 fit. ``optimal``: one row per (L, H, d) group with the best N, N*d, its mean loss and
-    seed spread and ``stability`` (share of bootstrap replicates choosing the same N); ``exponent``,
+    """Theorem 3 fit. ``optimal``: one row per (L, H, d) group with the best N, N*d, its mean loss,
+    seed spread, ``excess_bits`` (its loss above the entropy-rate floor) and ``stability`` (share of bootstrap replicates choosing the same N); ``exponent``,
     ``C`` and ``width_exponent`` of ``N* d = C (L H)^e (d/d0)^g`` with percentile CIs (the claim:
     ``e = 1/2``, ``g = 0``); ``exponent_se``: the OLS standard error of ``e``."""
 
@@ -394,6 +399,11 @@ def _architecture_verdict(e: float, lo: float, hi: float, g: float, g_lo: float,
         text += (f" At fixed L H, N*d scales with the width as d^{g:.3g} ({pct} CI {_interval(g_lo, g_hi)}); the claim "
                  "(N d set by L H alone) needs 0, which the data "
                  + ("do not exclude." if g_lo <= 0 <= g_hi else "exclude: the optimal N*d depends on the width."))
+    unlearned = int((best["excess_bits"] > UNLEARNED_BITS).sum())
+    if unlearned:
+        text += (f" In {unlearned} of {len(best)} groups even the best member is more than {UNLEARNED_BITS} bit/token "
+                 "above the entropy-rate floor: there the choice of N compares models that have not learned the "
+                 "source (raise the token budget).")
     unstable = float((best["stability"] < 0.5).mean())
     if unstable > 0:
         text += (f" In {100 * unstable:.0f}% of the groups the best head count changes in more than half of the "
