@@ -113,3 +113,13 @@ def test_scheduled_control_follows_the_layer_law(make_lm, make_tokens, loss_of):
         loss_of(model, toks).backward()
         opt.step()
     np.testing.assert_allclose(model.head_temperature.numpy(), [[0.5, 0.5], [2 ** -0.5, 2 ** -0.5]], rtol=1e-6)
+
+
+def test_law_given_as_a_dict_or_a_scaling_fit_file(tmp_path):
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps({"T0": 1.0, "d0": 8, "alpha": [1.0, 0.5]}))
+    from_file = TemperatureConfig(mode="scheduled", law=str(path))
+    from_dict = TemperatureConfig(mode="scheduled", law={"T0": 1.0, "d0": 8, "alpha": [1.0, 0.5]})
+    assert from_file.law == from_dict.law == CriticalLaw(1.0, 8.0, (1.0, 0.5))
+    with pytest.raises(ValueError, match="alpha"):
+        TemperatureConfig(mode="scheduled", law={"T0": 1.0, "d0": 8})

@@ -86,7 +86,7 @@ def _compare(o: dict) -> None:
         seeds=tuple(parse_ints(o["seeds"], name="--seeds")), inits=_names(o["init"], "--init"),
         lr=o["lr"], weight_decay=o["weight_decay"], optimizer_kwargs=kwargs, device=resolve_device(o["device"]),
         p=o["p"], train_fraction=o["train_fraction"], max_steps=o["max_steps"], every=o["every"],
-        sweep_every=max(o["every"], 10 * o["every"]), stop_window=o["stop_window"], sharpness_every=o["sharpness_every"],
+        sweep_every=10 * o["every"], stop_window=o["stop_window"], sharpness_every=o["sharpness_every"],
         source=_source(o["corpus"], o["source"]), steps=o["steps"], seq_len=o["seq_len"], batch_size=o["batch_size"],
     )
     run_dir = Path(o["out"])

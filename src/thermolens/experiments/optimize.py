@@ -293,9 +293,25 @@ def _spread(row, metric: str, fmt: str) -> str:
             if math.isfinite(row[metric + "_mean"]) else "n/a")
 
 
-def verdict(summary, config: CompareConfig, headline: str) -> str:
+def _paired(runs, optimizer: str, init: str, metric: str) -> str:
+    """Seed-by-seed comparison with AdamW (same seed: same data order and initial weights)."""
+    def by_seed(o, i):
+        sel = runs[(runs["optimizer"] == o) & (runs["init"] == i)]
+        return dict(zip(sel["seed"], sel[metric].astype(float)))
+
+    mine, base = by_seed(optimizer, init), by_seed("adamw", "default")
+    pairs = [(mine[s], base[s]) for s in mine if s in base and math.isfinite(mine[s]) and math.isfinite(base[s])]
+    if not pairs:
+        return ""
+    wins = sum(a < b for a, b in pairs)
+    mean = float(np.mean([a - b for a, b in pairs]))
+    return f"; lower than AdamW's in {wins}/{len(pairs)} seeds (mean paired difference {mean:+.4g})"
+
+
+def verdict(summary, config: CompareConfig, headline: str, runs=None) -> str:
     """Plain words: each optimizer against AdamW (default init) on the headline metric; a
-    difference counts only if the seed ranges do not overlap."""
+    difference counts only if the seed ranges do not overlap. With ``runs``, the seed-by-seed
+    (paired) comparison is added."""
     base = summary[(summary["optimizer"] == "adamw") & (summary["init"] == "default")]
     lines = []
     for _, row in summary.iterrows():
@@ -317,6 +333,8 @@ def verdict(summary, config: CompareConfig, headline: str) -> str:
                 if min(row["n_runs"], b["n_runs"]) < 2:
                     word = "with one seed no spread to judge by; nominally " + ("better than" if ratio < 1 else "worse than")
                 text += f" — {ratio:.2f}x AdamW's mean; {word} AdamW over these seeds"
+                if runs is not None:
+                    text += _paired(runs, row["optimizer"], row["init"], headline)
         lines.append(text)
     return "\n".join(lines)
 
@@ -367,12 +385,12 @@ def run_compare(
         metrics = [f"val_loss_at_{s}" for s in steps] + ["val_loss_at_wall", "ms_per_step"]
         headline = f"val_loss_at_{config.steps}"
     summary = summarize(runs, config, metrics)
-    words = verdict(summary, config, headline)
+    words = verdict(summary, config, headline, runs)
     if config.task == "grokking":
-        words += "\nwall time to generalization:\n" + verdict(summary, config, "onset_wall_s")
+        words += "\nwall time to generalization:\n" + verdict(summary, config, "onset_wall_s", runs)
     else:
         words += (f"\nat a fixed wall time of {runs.attrs['wall_budget_s']:.1f} s:\n"
-                  + verdict(summary, config, "val_loss_at_wall"))
+                  + verdict(summary, config, "val_loss_at_wall", runs))
     return CompareResult(config=config, runs=runs, summary=summary, verdict=words)
 
 

@@ -197,6 +197,10 @@ class CriticalOptimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                name = self._names[id(p)]
+                if not bool(torch.isfinite(p.grad.sum())):  # the moments would keep the NaN forever
+                    self.events.append(f"{name}: non-finite gradient; step skipped for this tensor")
+                    continue
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
@@ -210,7 +214,6 @@ class CriticalOptimizer(torch.optim.Optimizer):
                 mhat = state["exp_avg"] / (1 - beta1 ** t)
                 vhat = state["exp_avg_sq"] / (1 - beta2 ** t)
                 adam = mhat / (vhat.sqrt() + eps)
-                name = self._names[id(p)]
                 d = finite_or_zero(self._direction(name, mhat, vhat, adam), name, self.events)
                 if wd:
                     p.mul_(1 - lr * wd)

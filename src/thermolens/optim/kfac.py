@@ -232,6 +232,9 @@ class KFAC:
         fresh = [(k, side, ready[k][side].shape[0]) for k in ready if k not in self.factors for side in ("A", "G")]
         full = self._plan(fresh)
         for key, stats in ready.items():
+            if not all(bool(torch.isfinite(stats[side].sum())) for side in ("A", "G")):
+                self.events.append(f"{key.label}: non-finite statistics; this batch left out of the factors")
+                continue
             slot = self.factors.setdefault(key, {})
             for side in ("A", "G"):
                 keep_full = slot[side].dim() == 2 if side in slot else (key, side) in full
@@ -307,7 +310,6 @@ def finite_or_zero(update: torch.Tensor, label: str, events: list[str]) -> torch
     events.append(f"{label}: non-finite update skipped")
     log.warning("update of %s was not finite; skipped", label)
     return torch.zeros_like(update)
-
 
 
 def factor_spectra(model: torch.nn.Module, loss_fn, *, max_dim: int = 1024) -> dict[str, torch.Tensor]:

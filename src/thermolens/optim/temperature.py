@@ -157,13 +157,23 @@ class TemperatureConfig:
     every: int = 50  # steps between measurements / updates
     rate: float = 0.5  # track-critical: fraction of log(T*/T) closed per update
     target: float | None = None  # scheduled: one target for every head
-    law: CriticalLaw | None = None  # scheduled: per-layer target from the layer law
+    law: CriticalLaw | dict | str | None = None  # scheduled: per-layer target from the layer law
+    # (a CriticalLaw, a dict {"T0", "d0", "alpha"}, or the path of a scaling-fit JSON)
     anneal_steps: int = 1000  # scheduled
     temperatures: tuple[float, ...] = field(default_factory=default_grid)  # grid on which C(T) is read
     max_rows: int = 512  # query rows per head of the latest batch used per measurement
     bounds: tuple[float, float] = (0.02, 50.0)  # T is kept inside
 
     def __post_init__(self) -> None:
+        if isinstance(self.law, dict):
+            try:
+                law = CriticalLaw(float(self.law["T0"]), float(self.law["d0"]),
+                                  tuple(float(a) for a in np.atleast_1d(self.law["alpha"])))
+            except KeyError as exc:
+                raise ValueError(f"law lacks {exc}; give T0, d0 and alpha") from None
+            object.__setattr__(self, "law", law)
+        elif isinstance(self.law, (str, Path)):
+            object.__setattr__(self, "law", load_law(self.law))
         if self.mode not in MODES:
             raise ValueError(f"temperature control {self.mode!r} is unknown; choose one of {', '.join(MODES)}")
         if self.every < 1 or self.anneal_steps < 1 or self.max_rows < 1:

@@ -97,16 +97,16 @@ def plot_temperature(temperature):
     fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.2), squeeze=False)
     for ax, ((optimizer, init), group) in zip(axes[0], groups):
         heads = sorted({(int(r["layer"]), int(r["head"])) for r in group.to_dict(orient="records")})
-        colors = _colors(heads)
-        for key in heads:
-            sel = group[(group["layer"] == key[0]) & (group["head"] == key[1])]
+        colors = _colors(heads)  # one colour per head, the same in every run (seed)
+        for (_, layer, head), sel in group.groupby(["run", "layer", "head"], sort=False):
+            color = colors[(int(layer), int(head))]
             ctl = sel[sel["source"] == "controller"]
             sweep = sel[sel["source"] == "sweep"]
             if len(ctl):
-                ax.plot(ctl["step"], ctl["T"], color=colors[key], lw=1.2)
-                ax.plot(ctl["step"], ctl["T_star"], color=colors[key], ls="none", marker=".", ms=3)
+                ax.plot(ctl["step"], ctl["T"], color=color, lw=1.0)
+                ax.plot(ctl["step"], ctl["T_star"], color=color, ls="none", marker=".", ms=2)
             if len(sweep):
-                ax.plot(sweep["step"], sweep["T_star"], color=colors[key], ls=":", marker="x", ms=3)
+                ax.plot(sweep["step"], sweep["T_star"], color=color, ls=":", marker="x", ms=3)
         ax.set_yscale("log")
         ax.set_title(f"{optimizer} ({init} init): T (line), T* (dots: optimizer, x: sweep)", fontsize=9)
         ax.set_xlabel("training step")
