@@ -62,7 +62,7 @@ def test_phase_diagram_writes_figure(tmp_path):
     (["se", "--activation", "relu"], "unknown activation"),
     (["se", "--alpha=-1:2:3"], "must be >= 0"),
     (["se", "--K", "4"], "odd K"),
-    (["se", "--K", "5", "--prior", "binary"], "K <= 3"),
+    (["se", "--K", "13", "--prior", "binary"], "odd K = 1, 3, ..., 11"),
     (["amp", "--K", "1", "--n", "5"], "too small"),
     (["amp", "--alpha", "-2"], "alpha"),
     (["thresholds", "--alpha-max", "0"], "alpha_max"),

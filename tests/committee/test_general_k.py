@@ -124,11 +124,15 @@ def test_quadrature_accuracy(K, q_d, q_a):
     assert np.max(np.abs(a[1:] - b[1:]) / np.maximum(1.0, np.abs(b[1:]))) < 5e-6
 
 
-def test_k5_specialized_is_refused():
-    with pytest.raises(ValueError, match="K <= 3"):
-        symmetric_output(0.6, 0.1, K5)
-    with pytest.raises(ValueError, match="K <= 3"):
-        solve_symmetric(30.0, K5, branch="informed")
+def test_k5_specialized_rule_accuracy():
+    # specialized K = 5 state: the default sinh step 0.3 against step 0.25 (measured against step 0.2:
+    # Psi 8e-7, m_perp 3e-5, m_par 7e-7 relative; docs/committee.md)
+    a = np.array(symmetric_output(0.9, 0.05, K5))
+    b = np.array(symmetric_output(0.9, 0.05, SymmetricConfig(K=5, step=0.25)))
+    assert np.all(np.abs(a - b) / np.abs(b) < [3e-6, 1e-4, 3e-6])
+
+
+def test_outer_nodes_non_specialized():
     # q_d = 0: only the common factor eta is integrated (one xi node per unit)
     assert n_outer_nodes(0.0, 0.5, SymmetricConfig(K=7)) == SymmetricConfig(K=7).eta_nodes(0.5)
 
@@ -156,9 +160,9 @@ def test_non_specialized_point_is_a_fixed_direction(config):
     assert abs(symmetric_output(0.0, 0.5, config)[1]) < 1e-12
 
 
-def test_fisher_is_gradient_of_psi_out_k5():
+@pytest.mark.parametrize("q_d,q_a", [(0.2, 0.5), (0.8, 0.1)])
+def test_fisher_is_gradient_of_psi_out_k5(q_d, q_a):
     h = 1e-4
-    q_d, q_a = 0.2, 0.5
     _, m_perp, m_par = symmetric_output(q_d, q_a, K5)
 
     def psi(q_perp, q_par):
@@ -199,6 +203,31 @@ def test_fixed_point_residual_k5_k7_k9(alpha, K):
     assert abs(p.q_d) < 1e-8 and 0.4 < p.q_a < 0.9  # non-specialized (docs/committee.md)
 
 
+def test_k5_specialized_fixed_point_is_the_equilibrium_at_alpha_30():
+    # informed branch from Q = 0.99 I: a specialized fixed point (q_d ~ 0.96) with the higher free entropy,
+    # above alpha_IT = 23.91 (docs/committee.md); the uninformed branch stays non-specialized there
+    spec = solve_symmetric(30.0, K5, branch="informed")
+    non = solve_symmetric(30.0, K5)
+    assert spec.converged and spec.residual < 1e-8 and spec.q_d > 0.9 and 0 < spec.q_a < 0.05
+    new, _, _ = symmetric_map(np.array([spec.q_d, spec.q_d + spec.q_a]), 30.0, K5)
+    assert np.max(np.abs(new - [spec.q_d, spec.q_d + spec.q_a])) < 1e-8
+    assert non.converged and abs(non.q_d) < 1e-8 and spec.free_entropy > non.free_entropy + 0.5
+
+
+def test_binary_k5_jumps_to_perfect_learning_between_6_and_7():
+    # Rademacher prior, K = 5: the uninformed branch stays non-specialized and the perfect state Q = I
+    # (f = -5 log 2) coexists at every alpha; their free entropies cross at alpha_IT = 6.54 (docs/committee.md)
+    config = SymmetricConfig(K=5, prior="binary")
+    perfect = solve_symmetric(6.0, config, branch="informed")
+    assert perfect.perfect and perfect.free_entropy == pytest.approx(-5 * math.log(2.0), abs=1e-12)
+    f = {}
+    for alpha in (6.0, 7.0):
+        p = solve_symmetric(alpha, config)
+        assert p.converged and p.residual < 1e-8 and abs(p.q_d) < 1e-8 and not p.perfect
+        f[alpha] = p.free_entropy
+    assert f[6.0] > -5 * math.log(2.0) > f[7.0]
+
+
 @pytest.mark.parametrize("K", [3, 5, 7])
 def test_eps_g_at_alpha_zero_is_one_half(K):
     # alpha = 0: Q = 0, the Gibbs student is independent of the teacher; for odd K each committee label is +-1
@@ -227,21 +256,32 @@ def _mc_binary_prior(R, n, seed):
     return log_z, np.einsum("ni,nj->nij", f, f)
 
 
-def test_binary_k3_prior_against_monte_carlo():
-    r_perp, r_par = 1.5, 3.0
-    config = SymmetricConfig(K=3, prior="binary")
+@pytest.mark.parametrize("K,r_perp,r_par", [(3, 1.5, 3.0), (5, 1.5, 3.0), (5, 3.0, 1.5)])
+def test_binary_prior_against_monte_carlo(K, r_perp, r_par):
+    # multiset rule (common factor eta for r_par >= r_perp, mean(xi) otherwise) against brute force
+    config = SymmetricConfig(K=K, prior="binary")
     psi, q_perp, q_par = symmetric_prior(r_perp, r_par, config)
-    R = r_perp * np.eye(3) + (r_par - r_perp) * np.ones((3, 3)) / 3
+    R = r_perp * np.eye(K) + (r_par - r_perp) * np.ones((K, K)) / K
     log_z, ff = _mc_binary_prior(R, 400_000, seed=1)
     assert psi == pytest.approx(log_z.mean(), abs=4 * log_z.std() / math.sqrt(len(log_z)))
     Q = ff.mean(axis=0)
-    off = (Q.sum() - np.trace(Q)) / 6
+    off = (Q.sum() - np.trace(Q)) / (K * (K - 1))
     se = 4 * ff.std(axis=0).max() / math.sqrt(len(ff))
-    assert q_perp == pytest.approx(np.trace(Q) / 3 - off, abs=2 * se)
-    assert q_par == pytest.approx(np.trace(Q) / 3 + 2 * off, abs=3 * se)
-    # and against the same tensor Gauss-Hermite rule with twice the nodes (measured ~1e-6 here)
-    psi2, Q2 = prior_integrals("binary", R, 96)
+    assert q_perp == pytest.approx(np.trace(Q) / K - off, abs=2 * se)
+    assert q_par == pytest.approx(np.trace(Q) / K + (K - 1) * off, abs=3 * se)
+
+
+@pytest.mark.parametrize("r_perp,r_par", [(1.5, 3.0), (3.0, 1.5), (0.01, 5.0)])
+def test_binary_prior_multisets_match_tensor_rule_k3(r_perp, r_par):
+    # independent route: the tensor Gauss-Hermite rule over xi in 3 dimensions with every teacher sign vector
+    # (quadrature.prior_integrals, 96 nodes per dimension: converged to ~1e-7 here, docs/committee.md)
+    psi, q_perp, q_par = symmetric_prior(r_perp, r_par, SymmetricConfig(K=3, prior="binary"))
+    R = r_perp * np.eye(3) + (r_par - r_perp) * np.ones((3, 3)) / 3
+    psi2, Q = prior_integrals("binary", R, 96)
+    off = (Q.sum() - np.trace(Q)) / 6
     assert psi == pytest.approx(psi2, abs=1e-7)
+    assert q_perp == pytest.approx(np.trace(Q) / 3 - off, abs=1e-6)
+    assert q_par == pytest.approx(np.trace(Q) / 3 + 2 * off, abs=1e-6)
 
 
 def test_binary_k3_perfect_state_is_a_fixed_point():
@@ -277,8 +317,6 @@ def test_config_rejects_unsupported():
         SymmetricConfig(K=4)
     with pytest.raises(ValueError, match="large_k"):
         SymmetricConfig(K=13)
-    with pytest.raises(ValueError, match="K <= 3"):
-        SymmetricConfig(K=5, prior="binary")
     with pytest.raises(ValueError, match="even"):
         SymmetricConfig(K=3, n_eta=13)
 
@@ -307,7 +345,7 @@ def test_cli_se_k5_and_binary_k3_json():
     assert out["equilibrium"] == ["uninformed"] and out["branches"]["informed"]["q_d"] == [1.0]
 
 
-@pytest.mark.parametrize("args", [["--K", "13"], ["--K", "5", "--prior", "binary"]])
+@pytest.mark.parametrize("args", [["--K", "13"], ["--K", "13", "--prior", "binary"]])
 def test_cli_se_uncovered_exit_2(args):
     res = runner.invoke(app, ["committee", "se", *args, "--alpha", "1", "--json"])
     assert res.exit_code == 2

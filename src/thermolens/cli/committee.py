@@ -57,9 +57,6 @@ def _se_payload(curve) -> dict:
 
 
 def _warn_failures(curve) -> None:
-    if any(p.n_iter == 0 for p in curve.informed):
-        console.print(f"note: informed (specialized) branch not computed for K={curve.config.K} (covered for K <= 3); "
-                      "its entries are null")
     for name in ("uninformed", "informed"):
         for p in curve.branch(name):
             if not p.converged and p.n_iter > 0:
@@ -115,6 +112,7 @@ def thresholds(
     prior: str = _PRIOR,
     activation: str = _ACT,
     alpha_max: float = typer.Option(3.0, "--alpha-max", help="Upper end of the alpha scan."),
+    alpha_min: float = typer.Option(0.0, "--alpha-min", help="The scan starts one step above this."),
     step: float = typer.Option(0.1, "--step", help="Grid step of the bracketing scan."),
     alpha_tol: float = typer.Option(1e-4, "--alpha-tol", help="Precision of the refined thresholds."),
     out: Path | None = typer.Option(None, "--out", help="Write a run directory (manifest, scan.parquet)."),
@@ -127,12 +125,13 @@ def thresholds(
     from thermolens.committee import SEConfig, SymmetricConfig, find_thresholds
 
     config = (SymmetricConfig if K >= 3 else SEConfig)(K=K, prior=prior, activation=activation)
-    n_grid = max(1, int(round(alpha_max / step))) if step > 0 else 1
-    with _record(out, "committee-thresholds", {"config": config, "alpha_max": alpha_max, "step": step,
+    n_grid = max(1, int(round((alpha_max - alpha_min) / step))) if step > 0 else 1
+    with _record(out, "committee-thresholds", {"config": config, "alpha_min": alpha_min, "alpha_max": alpha_max,
+                                               "step": step,
                                                "alpha_tol": alpha_tol, "overwrite": overwrite}) as rec:
         start = time.perf_counter()
         result = find_thresholds(
-            config, alpha_max=alpha_max, step=step, alpha_tol=alpha_tol,
+            config, alpha_min=alpha_min, alpha_max=alpha_max, step=step, alpha_tol=alpha_tol,
             progress=lambda it: track(it, total=2 * n_grid, description="scan", quiet=quiet),
         )
         if rec is not None:

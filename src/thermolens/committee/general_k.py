@@ -6,8 +6,9 @@ eigenvalues are q_perp = q_d (K - 1 directions) and q_par = q_d + q_a (the 1 dir
 replica formula (Theorem 1) reduces to two scalars:
 
 * prior side: Gaussian prior in closed form, q = r / (1 + r) for each eigenvalue and
-  psi_P0 = [(K - 1)(r_perp - log(1 + r_perp)) + r_par - log(1 + r_par)] / 2; Rademacher prior
-  (K <= 3) by the exact sum over sign vectors and tensor Gauss-Hermite over the noise;
+  psi_P0 = [(K - 1)(r_perp - log(1 + r_perp)) + r_par - log(1 + r_par)] / 2; Rademacher prior by the
+  exact sum over sign vectors (grouped by their number of +1 entries) and a multiset rule over the
+  units' teacher signs and noise (``rademacher_symmetric_prior``);
 * output side: with omega ~ N(0, Q), z | omega ~ N(omega, V), V = I - Q = v_d I - c 1 1^T
   (v_d = 1 - q_d, c = q_a / K >= 0), Z(+1 | omega) = P(#{l: z_l > 0} > K/2). The noise is
   equicorrelated with a NEGATIVE common part, so it is written with an imaginary common factor:
@@ -23,8 +24,9 @@ replica formula (Theorem 1) reduces to two scalars:
   xi_l taken once per multiset of 1-d nodes (the integrand is symmetric in the units), with
   multisets of negligible weight dropped. Given (eta, u) the per-unit factors depend on one node
   each, so the Poisson-binomial count is obtained from per-node logarithms by a discrete Fourier
-  transform over the (K+1)-th roots of unity (see ``symmetric_output``). Specialized states
-  (q_d >= 1/2) need a sinh-map rule with ~30 nodes per unit; they are covered for K <= 3 only.
+  transform over the (K+1)-th roots of unity (see ``symmetric_output``); the multiset sums run in a
+  compiled kernel (``_multiset``). Specialized states (q_d >= 1/2) need a sinh-map rule with ~25 nodes
+  per unit: ~1e6 multisets, seconds per evaluation at K = 5.
 
 Psi_out = E_omega sum_y Z log Z; E[g_out g_out^T] = m_d I + (m_a/K) 1 1^T, whose eigenvalues give
 R_hat = alpha E[g g^T]. Free entropy (total, not per unit)
@@ -34,21 +36,24 @@ Generalization error: Monte Carlo of the Gibbs student (``generalization.gibbs_e
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import log_ndtr, roots_hermitenorm
 
+from thermolens.committee._multiset import output_sums, rademacher_prior_sums
 from thermolens.committee.generalization import gibbs_error, plugin_error
 from thermolens.committee.quadrature import prior_integrals, sinh_rule
 from thermolens.committee.state_evolution import BRANCHES, FixedPoint, SECurve, equilibrium_branch
 
 _KAPPA_MAX = 0.98  # beyond this the imaginary-factor integral loses too many digits
 _K_MAX = 11
-_PERFECT = 1e-12  # Rademacher prior: 1 - q below this on both eigenvalues is the perfect state Q = I
+_PERFECT = 1e-9  # Rademacher prior: 1 - q below this on both eigenvalues is the perfect state Q = I (R_hat ~ 1e4)
 _REACH = 7.0  # the xi rules cover |xi - centre| <= 7 (Gaussian weight < 1e-10 beyond)
 _CHUNK = 4096  # multisets per vectorised block
 _W_MIN = 1e-15  # multisets of the outer rule with a smaller total weight are dropped
@@ -56,14 +61,20 @@ _Z_MIN = 1e-13  # label probabilities below this carry no reliable digits (DFT c
 # Gauss-Hermite nodes of the xi rule by q_d (upper bound of the bracket, nodes), measured for K = 5:
 # each bracket's rule agrees with a rule of 20 nodes to ~1e-8 in m (docs/committee.md)
 _XI_NODES = ((0.005, 4), (0.03, 6), (0.12, 8), (0.3, 12), (0.5, 20))
+# Rademacher prior, K >= 3: Gauss-Hermite nodes of the common noise factor (1e-8 up to r_par = 20 at
+# r_perp <= 0.3, K = 3) and of the per-unit noise by r_perp (bracket top, nodes; 1e-8 at r_par = 5,
+# docs/committee.md); above the last bracket ``SymmetricConfig.prior_nodes``
+_PRIOR_ETA = 64
+_PRIOR_XI = ((0.0, 1), (0.01, 6), (0.1, 12), (0.3, 16))
 
 
 @dataclass(frozen=True)
 class SymmetricConfig:
     """Settings of the committee-symmetric state evolution. ``K`` odd, 1 <= K <= 11; ``prior`` gaussian
-    (any covered K) or binary (K <= 3); ``n_eta``: Gauss-Hermite nodes of the common Gaussian factor
+    or binary; ``n_eta``: Gauss-Hermite nodes of the common Gaussian factor
     of omega; ``xi_scale``: multiplies the per-unit Gauss-Hermite node counts (q_d < 1/2); ``step``:
-    sinh-rule step of the per-unit rule for q_d >= 1/2 (None: 0.2 for K <= 3, 0.3 for K = 5);
+    sinh-rule step of the per-unit rule for q_d >= 1/2 (None: 0.2 for K <= 3, 0.3 for K >= 5); ``n_prior``:
+    Rademacher prior, Gauss-Hermite nodes per unit at large r_perp (None: 1000 for K = 1, 48 for K = 3, 24);
     ``n_u``: Gauss-Hermite nodes of the common noise factor at kappa = 0 (scaled by 1/(1 - kappa));
     ``tol``: fixed-point residual max |F(q) - q| over (q_perp, q_par)."""
 
@@ -86,9 +97,6 @@ class SymmetricConfig:
                              "(even K ties: use K = 2 with SEConfig; larger K: use large_k_state_evolution)")
         if self.prior not in ("gaussian", "binary"):
             raise ValueError(f"prior={self.prior!r}: choose gaussian or binary")
-        if self.prior == "binary" and self.K > 3:
-            raise ValueError(f"prior='binary' with K={self.K}: the committee-symmetric Rademacher prior is implemented "
-                             "for K <= 3 (K = 1, 2 exact with SEConfig); use the gaussian prior for K >= 5")
         if self.activation != "sign":
             raise ValueError(f"activation={self.activation!r}: only the sign committee is implemented")
         if not (0.0 < self.tol <= 1e-6):
@@ -113,7 +121,7 @@ class SymmetricConfig:
         """Gauss-Hermite nodes per dimension of the Rademacher prior integral (as quadrature.prior_integrals)."""
         if self.n_prior is not None:
             return self.n_prior
-        return 1000 if self.K == 1 else 48
+        return {1: 1000, 3: 48}.get(self.K, 24)
 
     @property
     def sinh_step(self) -> float:
@@ -281,7 +289,7 @@ def symmetric_output(q_d: float, q_a: float, config: SymmetricConfig) -> tuple[f
     """
     K = config.K
     v_d = 1.0 - q_d
-    if -1e-12 < q_a < 0.0:  # rounding of q_par - q_perp
+    if -1e-9 < q_a < 0.0:  # rounding of q_par - q_perp (both ~1 near the perfect state)
         q_a = 0.0
     if -1e-12 < q_d < 0.0:  # rounding of m_perp = 0 at the non-specialized point
         q_d, v_d = 0.0, 1.0
@@ -289,9 +297,6 @@ def symmetric_output(q_d: float, q_a: float, config: SymmetricConfig) -> tuple[f
     if not (0.0 <= q_d < 1.0) or not (0.0 <= kappa <= _KAPPA_MAX):
         raise ValueError(f"overlap (q_d={q_d}, q_a={q_a}) outside the range covered: need 0 <= q_d < 1, q_a >= 0 "
                          f"and q_a / (1 - q_d) <= {_KAPPA_MAX}")
-    if K >= 5 and q_d >= 0.5:
-        raise ValueError(f"K={K} with q_d={q_d:.3g} >= 1/2 (specialized): the outer rule needs ~10^6 nodes (tens of "
-                         "seconds per evaluation); specialized fixed points are covered for K <= 3 only")
     c, sd = q_a / K, math.sqrt(v_d)
     # common factor u: Gauss-Hermite in x, u = x / sqrt(1 - kappa), only x > 0 (even node count)
     s = 1.0 / math.sqrt(1.0 - kappa)
@@ -311,8 +316,8 @@ def symmetric_output(q_d: float, q_a: float, config: SymmetricConfig) -> tuple[f
     Z0 = np.array([m, K + 1 - m]) / (K + 1) * float(np.sum(wu * np.exp(-K * half_y2)))  # k = 0 terms
 
     etas, w_eta = _gh(config.eta_nodes(kappa)) if c > 0 else (np.zeros(1), np.ones(1))
-    psi = m_par = trace = 0.0
-    for eta, we in zip(etas, w_eta):
+
+    def one_eta(eta: float) -> tuple[float, float, float]:
         x, w = _xi_rule(q_d, math.sqrt(c) * eta, config)
         omega = math.sqrt(q_d) * x + math.sqrt(c) * eta  # (n,) unit pre-activation at each node
         arg = (omega[:, None] + 1j * math.sqrt(c) * u[None, :]) / sd  # (n, n_u/2)
@@ -322,21 +327,12 @@ def symmetric_output(q_d: float, q_a: float, config: SymmetricConfig) -> tuple[f
         h = down[:, None, :] + up[:, None, :] * root[None, :, None]  # (n, K, n_u/2)
         log_h = np.log(h).reshape(len(x), -1)
         dlog_h = (dens[:, None, :] * (root[None, :, None] - 1.0) / h).reshape(len(x), -1)
-        idx, log_wt = _multisets(np.log(w), K)
-        for lo in range(0, len(idx), _CHUNK):
-            sub = idx[lo:lo + _CHUNK]  # (N, K)
-            G = np.exp(log_h[sub].sum(axis=1))  # (N, K * n_u/2): G(w^k) at every u
-            Z = np.real(G @ A.T) + Z0  # (N, 2)
-            wt = we * np.exp(log_wt[lo:lo + _CHUNK])
-            ok = Z > _Z_MIN
-            Zs = np.where(ok, Z, 1.0)
-            psi += float(np.sum(wt[:, None] * np.where(ok, Z * np.log(Zs), 0.0)))
-            dl = dlog_h[sub]  # (N, K, K * n_u/2)
-            for y in range(2):
-                dZ = np.real(np.einsum("nj,nlj->nl", G * A[y], dl))  # (N, K) derivative per unit
-                fac = wt * np.where(ok[:, y], 1.0 / Zs[:, y], 0.0)
-                m_par += float(np.sum(fac * dZ.sum(axis=1) ** 2)) / K
-                trace += float(np.sum(fac * np.sum(dZ * dZ, axis=1)))
+        return output_sums(log_h, dlog_h, np.log(w), K, A, Z0, _Z_MIN, math.log(_W_MIN))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(etas), os.cpu_count() or 1)) as pool:
+        sums = np.array(list(pool.map(one_eta, etas)))
+    psi, m_par, trace = w_eta @ sums
+    m_par /= K
     if K == 1:
         return psi, math.nan, m_par
     return psi, (trace - m_par) / (K - 1), m_par
@@ -346,22 +342,49 @@ def symmetric_prior(r_perp: float, r_par: float, config: SymmetricConfig) -> tup
     """Prior side at R_hat = r_perp (I - P) + r_par P, P = 1 1^T / K: (psi_P0, q_perp', q_par').
 
     Gaussian prior, closed form per eigenvalue: q = r / (1 + r), psi = sum (r - log(1 + r)) / 2.
-    Rademacher prior: psi_P0 = E_{w*, xi} log E_w exp(-w^T R w / 2 + w^T (R w* + R^{1/2} xi)) with the
-    exact sum over the 2^K sign vectors and a tensor Gauss-Hermite rule over xi (``n_prior`` nodes per
-    dimension; ``quadrature.prior_integrals``, the same code as for K = 1, 2); Q = E[f_w f_w^T] is
-    projected back on the committee-symmetric form (it is of that form up to quadrature rounding).
+    Rademacher prior: psi_P0 = E_{w*, xi} log E_w exp(-w^T R w / 2 + w^T (R w* + R^{1/2} xi)) and
+    Q = E[f_w f_w^T] in its two eigenvalues; K = 1 by ``quadrature.prior_integrals`` (as the exact K = 1
+    code), K >= 3 by ``rademacher_symmetric_prior``.
     """
     K = config.K
     if config.prior == "gaussian":
         psi = 0.5 * (r_par - math.log1p(r_par)) + 0.5 * (K - 1) * (r_perp - math.log1p(r_perp))
         return psi, r_perp / (1.0 + r_perp), r_par / (1.0 + r_par)
-    R = r_perp * np.eye(K) + (r_par - r_perp) * np.ones((K, K)) / K
-    psi, Q = prior_integrals("binary", R, config.prior_nodes)
     if K == 1:
+        psi, Q = prior_integrals("binary", np.array([[r_par]]), config.prior_nodes)
         return psi, float(Q[0, 0]), float(Q[0, 0])
-    off = (Q.sum() - np.trace(Q)) / (K * (K - 1))
-    q_perp = float(np.trace(Q) / K - off)
-    return psi, q_perp, q_perp + K * off
+    return rademacher_symmetric_prior(r_perp, r_par, K, _PRIOR_ETA, _prior_xi_nodes(r_perp, config.prior_nodes))
+
+
+def _prior_xi_nodes(r_perp: float, top: int) -> int:
+    return next((n for bound, n in _PRIOR_XI if r_perp <= bound), top)
+
+
+def rademacher_symmetric_prior(r_perp: float, r_par: float, K: int, n_eta: int, n_xi: int) -> tuple[float, float, float]:
+    """Rademacher prior at R_hat = r_perp (I - P) + r_par P, P = 1 1^T / K: (psi_P0, q_perp, q_par) by the
+    multiset rule over units (w*_l, xi_l) (``_multiset.rademacher_prior_sums``).
+
+    The channel noise R_hat^{1/2} xi has covariance r_perp I + (r_par - r_perp) P. For r_par > r_perp it is
+    sqrt(r_perp) xi_l + sqrt((r_par - r_perp) / K) eta with a common eta (Gauss-Hermite, outer loop), so
+    the units are i.i.d. given eta and one xi node suffices at r_perp = 0 (the uninformed branch); for
+    r_par <= r_perp it is sqrt(r_perp) xi_l + (sqrt(r_par) - sqrt(r_perp)) mean(xi), a symmetric function of
+    the units. Gauss-Hermite with ``n_eta`` and ``n_xi`` nodes."""
+    if r_perp < 0.0 or r_par < 0.0:
+        if min(r_perp, r_par) < -1e-9:
+            raise ValueError(f"R_hat eigenvalues ({r_perp}, {r_par}) must be >= 0")
+        r_perp, r_par = max(r_perp, 0.0), max(r_par, 0.0)  # rounding of m_perp = 0 at the non-specialized point
+    x, w = _gh(n_xi) if n_xi > 1 else (np.zeros(1), np.ones(1))
+    w_star = np.concatenate([np.ones(n_xi), -np.ones(n_xi)])
+    xi = np.concatenate([x, x])
+    log_w = np.log(np.concatenate([w, w]) / 2.0)
+    if r_par > r_perp:  # noise along 1 from the common factor eta
+        (etas, w_eta), shift_xi, scale = _gh(n_eta), 0.0, math.sqrt((r_par - r_perp) / K)
+    else:  # from the units' mean (no shift at r_par = r_perp)
+        (etas, w_eta), shift_xi, scale = (np.zeros(1), np.ones(1)), math.sqrt(r_par) - math.sqrt(r_perp), 0.0
+    sums = np.array([rademacher_prior_sums(w_star, xi, log_w, K, r_perp, r_par, shift_xi, scale * e, math.log(_W_MIN))
+                     for e in etas])
+    psi, q_par, trace = w_eta @ (sums[:, :3] / sums[:, 3:])  # each rule normalised to the weight it kept
+    return psi, min((trace - q_par) / (K - 1), 1.0), min(q_par, 1.0)  # |<w_l>| <= 1: clip the rounding
 
 
 def symmetric_map(q: np.ndarray, alpha: float, config: SymmetricConfig) -> tuple[np.ndarray, np.ndarray, float]:
@@ -415,9 +438,6 @@ def solve_symmetric(
 
     if not np.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha={alpha} must be a finite number >= 0 (samples per input dimension)")
-    if branch == "informed" and config.K >= 5:
-        raise ValueError(f"K={config.K}: the informed (specialized, q_d >= 1/2) branch is covered for K <= 3 only; "
-                         "K >= 5 solves the uninformed branch (q_d < 1/2)")
     q = initial_state(branch, config) if q0 is None else np.array(q0, dtype=float)
     K = config.K
     residual = math.inf
@@ -431,8 +451,8 @@ def solve_symmetric(
         q = new
         if it % 10 == 0 and residual < 1e-3 and q[0] > 1e-6:
             def G(t):
-                if not (0.0 <= t[0] <= t[1] < 1.0) or t[1] - t[0] > _KAPPA_MAX * (1.0 - t[0]) \
-                        or (K >= 5 and t[0] >= 0.5):  # outside the range covered: push the solver back
+                if not (0.0 <= t[0] <= t[1] < 1.0) or t[1] - t[0] > _KAPPA_MAX * (1.0 - t[0]):
+                    # outside the range covered: push the solver back
                     return np.full(2, 1e3)
                 return symmetric_map(t, alpha, config)[0] - t
             sol = root(G, q, method="hybr", options={"xtol": 1e-13})
@@ -448,20 +468,13 @@ def symmetric_state_evolution(
     alphas: Sequence[float], config: SymmetricConfig = SymmetricConfig(), *, progress=None
 ) -> SECurve:
     """Both branches over ``alphas`` (uninformed continued upwards with a 1e-5 kick of q_d, informed
-    downwards), equilibrium by free entropy. Returns the same ``SECurve`` as the K = 1, 2 code.
-    K >= 5: specialized states are not covered, so the informed branch is not attempted: its points have
-    ``converged=False`` and ``n_iter=0`` (not counted as failures by ``SECurve.n_failed``)."""
+    downwards), equilibrium by free entropy. Returns the same ``SECurve`` as the K = 1, 2 code."""
     alpha = np.asarray(alphas, dtype=float)
     if alpha.ndim != 1 or alpha.size == 0 or np.any(~np.isfinite(alpha)) or np.any(alpha < 0):
         raise ValueError("alphas must be a non-empty 1-d sequence of finite values >= 0")
     n = alpha.size
     out: dict[str, list] = {"uninformed": [None] * n, "informed": [None] * n}
-    order = [("uninformed", i) for i in range(n)]
-    if config.K <= 3:
-        order += [("informed", i) for i in reversed(range(n))]
-    else:
-        out["informed"] = [_point(float(a), "informed", None, None, math.nan, math.nan, 0, False, config.K)
-                           for a in alpha]
+    order = [("uninformed", i) for i in range(n)] + [("informed", i) for i in reversed(range(n))]
     prev: dict[str, FixedPoint | None] = {"uninformed": None, "informed": None}
     for name, i in (order if progress is None else progress(order)):
         p = prev[name]

@@ -1,6 +1,5 @@
 """Phase-transition thresholds of the committee machine from state evolution (K = 1, 2 exact; odd
-K = 3, ..., 11 committee-symmetric, Gaussian prior, and K = 3 Rademacher prior; for K >= 5 the informed
-branch is not covered, so only ``alpha_spec`` can be found there).
+K = 3, ..., 11 committee-symmetric, Gaussian and Rademacher priors).
 
 Definitions (Aubin et al. 2018, arXiv:1806.05451, Sec. 3-4; Barbier et al. 2019, PNAS 116, 5451,
 arXiv:1708.03395, for K = 1):
@@ -53,11 +52,12 @@ class Thresholds:
     alpha_max: float
     alpha_tol: float
     scan: SECurve
+    alpha_min: float = 0.0
 
     def summary(self) -> dict:
         return {"K": self.K, "prior": self.prior, "alpha_spec": self.alpha_spec, "alpha_it": self.alpha_it,
-                "alpha_alg": self.alpha_alg, "order": self.order, "alpha_max": self.alpha_max,
-                "alpha_tol": self.alpha_tol}
+                "alpha_alg": self.alpha_alg, "order": self.order, "alpha_min": self.alpha_min,
+                "alpha_max": self.alpha_max, "alpha_tol": self.alpha_tol}
 
 
 def _symmetric(config) -> bool:
@@ -97,18 +97,21 @@ def _distinct(u, i) -> bool:
 
 def find_thresholds(
     config: SEConfig = SEConfig(), *, alpha_max: float = 3.0, step: float = 0.1, alpha_tol: float = 1e-4,
-    progress=None,
+    alpha_min: float = 0.0, progress=None,
 ) -> Thresholds:
-    """Scan alpha in (0, alpha_max] and locate alpha_spec, alpha_it, alpha_alg and the order."""
+    """Scan alpha on alpha_min + step, alpha_min + 2 step, ... <= alpha_max and locate alpha_spec, alpha_it,
+    alpha_alg and the order (thresholds below the first grid point are not seen: they are None)."""
     from scipy.optimize import brentq
 
     if not (alpha_max > 0 and np.isfinite(alpha_max)):
         raise ValueError(f"alpha_max={alpha_max} must be a positive number")
-    if not (0 < step <= alpha_max):
-        raise ValueError(f"step={step} must lie in (0, alpha_max]")
+    if not (0.0 <= alpha_min < alpha_max):
+        raise ValueError(f"alpha_min={alpha_min} must lie in [0, alpha_max)")
+    if not (0 < step <= alpha_max - alpha_min):
+        raise ValueError(f"step={step} must lie in (0, alpha_max - alpha_min]")
     if not (0 < alpha_tol < step):
         raise ValueError(f"alpha_tol={alpha_tol} must lie in (0, step)")
-    grid = np.arange(step, alpha_max + 0.5 * step, step)
+    grid = alpha_min + np.arange(1, int(math.floor((alpha_max - alpha_min) / step + 0.5)) + 1) * step
     scan = (symmetric_state_evolution if _symmetric(config) else state_evolution)(grid, config, progress=progress)
     U, I = scan.uninformed, scan.informed
 
@@ -157,4 +160,4 @@ def find_thresholds(
                 break
     order = "first" if alpha_it is not None else ("second" if alpha_spec is not None else None)
     return Thresholds(config.K, config.prior, alpha_spec, alpha_it, alpha_alg, order, float(alpha_max),
-                      float(alpha_tol), scan)
+                      float(alpha_tol), scan, float(alpha_min))
