@@ -66,8 +66,18 @@ def test_phase_diagram_writes_figure(tmp_path):
     (["amp", "--K", "1", "--n", "5"], "too small"),
     (["amp", "--alpha", "-2"], "alpha"),
     (["thresholds", "--alpha-max", "0"], "alpha_max"),
+    (["thresholds", "--alpha-min", "5", "--alpha-max", "3"], "alpha_min=5.0"),
+    (["thresholds", "--alpha-min", "2", "--alpha-max", "3", "--step", "1.5"], "alpha_max - alpha_min"),
 ])
 def test_bad_input_exits_2(args, message):
     res = runner.invoke(app, ["committee", *args, "--quiet"])
     assert res.exit_code == 2
     assert message in res.output
+
+
+def test_thresholds_window_finds_binary_perceptron_transition():
+    # a window around the transition: Gyorgyi (1990) alpha_IT = 1.245, Barbier et al. (2019) alpha_alg = 1.493
+    out = _json(runner.invoke(app, ["committee", "thresholds", "--K", "1", "--prior", "binary", "--alpha-min", "1.1",
+                                    "--alpha-max", "1.6", "--step", "0.1", "--alpha-tol", "1e-4", "--json", "--quiet"]))
+    assert out["alpha_min"] == 1.1 and out["order"] == "first"
+    assert out["alpha_it"] == pytest.approx(1.245, abs=1e-3) and out["alpha_alg"] == pytest.approx(1.493, abs=1e-3)

@@ -284,6 +284,20 @@ def test_binary_prior_multisets_match_tensor_rule_k3(r_perp, r_par):
     assert q_par == pytest.approx(np.trace(Q) / 3 + 2 * off, abs=1e-6)
 
 
+@pytest.mark.parametrize("K,r_perp,r_par", [(3, 60.0, 80.0), (5, 40.0, 45.0)])
+def test_binary_prior_decided_limit(K, r_perp, r_par):
+    # large R_hat: the posterior sits on w*, psi_P0 -> E[w*^T R w*] / 2 - K log 2 = Tr(R) / 2 - K log 2 and
+    # Q -> I, with corrections ~ exp(-min(r) / 2) (1e-9 at r = 40); symmetric_prior uses the limit above r = 100
+    from thermolens.committee.general_k import rademacher_symmetric_prior
+
+    limit = 0.5 * ((K - 1) * r_perp + r_par) - K * math.log(2.0)
+    psi, q_perp, q_par = rademacher_symmetric_prior(r_perp, r_par, K, 64, 24)
+    assert psi == pytest.approx(limit, abs=3e-9) and 1 - q_perp < 1e-9 and 1 - q_par < 1e-9
+    config = SymmetricConfig(K=K, prior="binary")
+    assert symmetric_prior(3 * r_perp, 3 * r_par, config) == (pytest.approx(3 * limit + 2 * K * math.log(2.0)),
+                                                              1.0, 1.0)
+
+
 def test_binary_k3_perfect_state_is_a_fixed_point():
     # Rademacher prior: Q = I is an exact fixed point (R_hat -> infinity); from (1 - 1e-8) I one step lands within
     # 1e-12 of I, and the point reports f = -K log 2 (state_evolution.py, docs/committee.md)

@@ -55,7 +55,6 @@ _KAPPA_MAX = 0.98  # beyond this the imaginary-factor integral loses too many di
 _K_MAX = 11
 _PERFECT = 1e-9  # Rademacher prior: 1 - q below this on both eigenvalues is the perfect state Q = I (R_hat ~ 1e4)
 _REACH = 7.0  # the xi rules cover |xi - centre| <= 7 (Gaussian weight < 1e-10 beyond)
-_CHUNK = 4096  # multisets per vectorised block
 _W_MIN = 1e-15  # multisets of the outer rule with a smaller total weight are dropped
 _Z_MIN = 1e-13  # label probabilities below this carry no reliable digits (DFT cancellation ~1e-16)
 # Gauss-Hermite nodes of the xi rule by q_d (upper bound of the bracket, nodes), measured for K = 5:
@@ -65,6 +64,7 @@ _XI_NODES = ((0.005, 4), (0.03, 6), (0.12, 8), (0.3, 12), (0.5, 20))
 # r_perp <= 0.3, K = 3) and of the per-unit noise by r_perp (bracket top, nodes; 1e-8 at r_par = 5,
 # docs/committee.md); above the last bracket ``SymmetricConfig.prior_nodes``
 _PRIOR_ETA = 64
+_R_DECIDED = 100.0  # Rademacher prior: above this on both eigenvalues of R_hat the posterior is w* (see symmetric_prior)
 _PRIOR_XI = ((0.0, 1), (0.01, 6), (0.1, 12), (0.3, 16))
 
 
@@ -263,6 +263,25 @@ def _xi_rule(q_d: float, shift: float, config: SymmetricConfig) -> tuple[np.ndar
     return x[keep], w[keep]
 
 
+def _merge_saturated(log_h: np.ndarray, dlog_h: np.ndarray, log_w: np.ndarray):
+    """Merge the nodes at either end of the unit rule whose unit is decided (p = 0 or 1 to rounding: the
+    same factors as the end node and a negligible derivative) into one node carrying their total
+    weight. Exact to rounding, since the multiset rule only sees the factors; near the perfect state
+    (1 - q_d ~ 1e-8) it leaves a handful of nodes out of ~70."""
+    tiny = 1e-15 * max(float(np.max(np.abs(dlog_h))), 1e-300)
+    drop = np.zeros(len(log_w), dtype=bool)
+    log_w = log_w.copy()
+    for end in (0, len(log_w) - 1):
+        same = (np.max(np.abs(log_h - log_h[end]), axis=1) < 1e-15) & (np.max(np.abs(dlog_h), axis=1) <= tiny)
+        same &= ~drop
+        if same[end] and same.sum() > 1:
+            log_w[end] = float(np.logaddexp.reduce(log_w[same]))
+            drop |= same
+            drop[end] = False
+    keep = ~drop
+    return log_h[keep], dlog_h[keep], log_w[keep]
+
+
 def n_outer_nodes(q_d: float, q_a: float, config: SymmetricConfig) -> int:
     """Number of outer nodes (eta nodes x multisets of K xi nodes) ``symmetric_output`` uses at (q_d, q_a)."""
     etas = _gh(config.eta_nodes(q_a / (1.0 - q_d)))[0] if q_a > 0 else np.zeros(1)
@@ -327,7 +346,7 @@ def symmetric_output(q_d: float, q_a: float, config: SymmetricConfig) -> tuple[f
         h = down[:, None, :] + up[:, None, :] * root[None, :, None]  # (n, K, n_u/2)
         log_h = np.log(h).reshape(len(x), -1)
         dlog_h = (dens[:, None, :] * (root[None, :, None] - 1.0) / h).reshape(len(x), -1)
-        return output_sums(log_h, dlog_h, np.log(w), K, A, Z0, _Z_MIN, math.log(_W_MIN))
+        return output_sums(*_merge_saturated(log_h, dlog_h, np.log(w)), K, A, Z0, _Z_MIN, math.log(_W_MIN))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(etas), os.cpu_count() or 1)) as pool:
         sums = np.array(list(pool.map(one_eta, etas)))
@@ -353,6 +372,10 @@ def symmetric_prior(r_perp: float, r_par: float, config: SymmetricConfig) -> tup
     if K == 1:
         psi, Q = prior_integrals("binary", np.array([[r_par]]), config.prior_nodes)
         return psi, float(Q[0, 0]), float(Q[0, 0])
+    if min(r_perp, r_par) > _R_DECIDED:
+        # every sign vector w != w* has log posterior ratio ~ N(-d^T R d / 2, d^T R d), d = w - w*, with
+        # d^T R d >= 4 min(r): its weight is ~ exp(-min(r) / 2) < 1e-21 and psi_P0 = E[w*^T R w*] / 2 - K log 2
+        return 0.5 * ((K - 1) * r_perp + r_par) - K * math.log(2.0), 1.0, 1.0
     return rademacher_symmetric_prior(r_perp, r_par, K, _PRIOR_ETA, _prior_xi_nodes(r_perp, config.prior_nodes))
 
 
