@@ -19,13 +19,25 @@ from numba import njit
 
 
 @njit(cache=True, inline="always")
-def _next_weight(idx, lw, lm, run, level, i, log_w):
-    """(log node-weight product, log of 1 / prod run!, run length) of the partial multiset with node ``i``
-    at ``level`` appended."""
+def _advance(idx, lw, lm, run, level, log_w, K, log_w_min):
+    """Move ``level`` of the depth-first walk to its next node. Returns (level, accepted): accepted with the
+    node's partial weight stored (``lw``: log node-weight product, ``lm``: log of 1 / prod of the runs'
+    factorials, ``run``: current run length); otherwise the level to continue from (one up when the level
+    is exhausted or no later sibling can reach ``log_w_min``)."""
+    idx[level] += 1
+    i = idx[level]
+    if i >= log_w.shape[0]:
+        return level - 1, False
     if level == 0:
-        return log_w[i], 0.0, 1
-    r = run[level - 1] + 1 if idx[level - 1] == i else 1
-    return lw[level - 1] + log_w[i], lm[level - 1] - math.log(r), r
+        cw, cm, r = log_w[i], 0.0, 1
+    else:
+        r = run[level - 1] + 1 if idx[level - 1] == i else 1
+        cw, cm = lw[level - 1] + log_w[i], lm[level - 1] - math.log(r)
+    if cw + (K - 1 - level) * log_w[i] + math.lgamma(K + 1.0) + cm < log_w_min:
+        # every later sibling has a smaller weight and, when r = 1, no repeat penalty to lose
+        return (level - 1 if r == 1 else level), False
+    lw[level], lm[level], run[level] = cw, cm, r
+    return level, True
 
 
 @njit(nogil=True, cache=True)
@@ -38,7 +50,7 @@ def output_sums(log_h, dlog_h, log_w, K, A, Z0, z_min, log_w_min):
     Returns (sum w sum_y Z log Z, sum w sum_y (sum_l dZ_l)^2 / Z, sum w sum_y sum_l dZ_l^2 / Z) with w
     the multiset's orbit weight; labels with Z <= z_min are left out.
     """
-    n, D = log_h.shape
+    D = log_h.shape[1]
     order = np.argsort(-log_w)
     lwo = log_w[order]
     lg = math.lgamma(K + 1.0)
@@ -51,17 +63,10 @@ def output_sums(log_h, dlog_h, log_w, K, A, Z0, z_min, log_w_min):
     psi = m_par = trace = 0.0
     level = 0
     while level >= 0:
-        idx[level] += 1
+        level, accepted = _advance(idx, lw, lm, run, level, lwo, K, log_w_min)
+        if not accepted:
+            continue
         i = idx[level]
-        if i >= n:
-            level -= 1
-            continue
-        cw, cm, r = _next_weight(idx, lw, lm, run, level, i, lwo)
-        if cw + (K - 1 - level) * lwo[i] + lg + cm < log_w_min:
-            if r == 1:  # every later sibling has a smaller weight and no repeat penalty to lose
-                level -= 1
-            continue
-        lw[level], lm[level], run[level] = cw, cm, r
         node = order[i]
         for j in range(D):
             S[level, j] = log_h[node, j] if level == 0 else S[level - 1, j] + log_h[node, j]
@@ -69,7 +74,7 @@ def output_sums(log_h, dlog_h, log_w, K, A, Z0, z_min, log_w_min):
             level += 1
             idx[level] = i - 1
             continue
-        wt = math.exp(cw + lg + cm)
+        wt = math.exp(lw[level] + lg + lm[level])
         Z = np.empty(2)
         for y in range(2):
             Z[y] = Z0[y]
@@ -118,15 +123,15 @@ def rademacher_prior_sums(w_star, xi, log_w, K, r_perp, r_par, shift_xi, b0, log
     A unit is a node (w*_l, xi_l) with log weight ``log_w``; the channel is B = R_hat w* + R_hat^{1/2} xi,
     B_l = r_perp w*_l + sqrt(r_perp) xi_l + b with the common shift b = (r_par - r_perp) s* / K +
     ``shift_xi`` mean(xi) + ``b0``, s* = sum w*: the noise along 1 is either carried by the units
-    (``shift_xi`` = sqrt(r_par) - sqrt(r_perp), b0 = 0) or, when r_par >= r_perp, by a common factor eta
-    (``shift_xi`` = 0, b0 = sqrt((r_par - r_perp) / K) eta, done by the caller). With w^T R_hat w = r_perp K + (r_par - r_perp) s^2 / K
-    the sum over the 2^K sign vectors w is a sum over s = 2j - K of exp(-(r_par - r_perp) s^2 / (2K) + b s)
-    times the coefficient of x^j in prod_l (exp(-B'_l) + exp(B'_l) x), B'_l = B_l - b: positive coefficients,
-    built one unit at a time (no cancellation). Returns (sum w log E_w exp(-w^T R w / 2 + w.B),
+    (``shift_xi`` = sqrt(r_par) - sqrt(r_perp), b0 = 0) or, when r_par > r_perp, by a common factor eta
+    (``shift_xi`` = 0, b0 = sqrt((r_par - r_perp) / K) eta, done by the caller).
+    With w^T R_hat w = r_perp K + (r_par - r_perp) s^2 / K the sum over the 2^K sign vectors w is a sum
+    over s = 2j - K of exp(-(r_par - r_perp) s^2 / (2K) + b s) times the coefficient of x^j in
+    prod_l (exp(-B'_l) + exp(B'_l) x), B'_l = B_l - b: positive coefficients, built one unit at a time
+    (no cancellation). Returns (sum w log E_w exp(-w^T R w / 2 + w.B),
     sum w (sum_l <w_l>)^2 / K, sum w sum_l <w_l>^2, sum w) over multisets of orbit weight w: dividing by
     the last makes the rule exact for constants, so that the perfect state <w> = w* gives Q = I exactly.
     """
-    n = log_w.shape[0]
     order = np.argsort(-log_w)
     lwo = log_w[order]
     lg = math.lgamma(K + 1.0)
@@ -151,17 +156,10 @@ def rademacher_prior_sums(w_star, xi, log_w, K, r_perp, r_par, shift_xi, b0, log
     psi = q_par = trace = total_w = 0.0
     level = 0
     while level >= 0:
-        idx[level] += 1
+        level, accepted = _advance(idx, lw, lm, run, level, lwo, K, log_w_min)
+        if not accepted:
+            continue
         i = idx[level]
-        if i >= n:
-            level -= 1
-            continue
-        cw, cm, r = _next_weight(idx, lw, lm, run, level, i, lwo)
-        if cw + (K - 1 - level) * lwo[i] + lg + cm < log_w_min:
-            if r == 1:
-                level -= 1
-            continue
-        lw[level], lm[level], run[level] = cw, cm, r
         node = order[i]
         if level == 0:
             _times_unit(poly[0], ones, 0, fa[node], fb[node])
@@ -175,7 +173,7 @@ def rademacher_prior_sums(w_star, xi, log_w, K, r_perp, r_par, shift_xi, b0, log
             level += 1
             idx[level] = i - 1
             continue
-        wt = math.exp(cw + lg + cm)
+        wt = math.exp(lw[level] + lg + lm[level])
         b = c * s_star[level] + shift_xi * s_xi[level] / K + b0
         top = -math.inf
         for j in range(K + 1):

@@ -64,8 +64,8 @@ _XI_NODES = ((0.005, 4), (0.03, 6), (0.12, 8), (0.3, 12), (0.5, 20))
 # r_perp <= 0.3, K = 3) and of the per-unit noise by r_perp (bracket top, nodes; 1e-8 at r_par = 5,
 # docs/committee.md); above the last bracket ``SymmetricConfig.prior_nodes``
 _PRIOR_ETA = 64
-_R_DECIDED = 100.0  # Rademacher prior: above this on both eigenvalues of R_hat the posterior is w* (see symmetric_prior)
 _PRIOR_XI = ((0.0, 1), (0.01, 6), (0.1, 12), (0.3, 16))
+_R_DECIDED = 100.0  # Rademacher prior: above this on both eigenvalues of R_hat the posterior is w* (symmetric_prior)
 
 
 @dataclass(frozen=True)
@@ -383,7 +383,9 @@ def _prior_xi_nodes(r_perp: float, top: int) -> int:
     return next((n for bound, n in _PRIOR_XI if r_perp <= bound), top)
 
 
-def rademacher_symmetric_prior(r_perp: float, r_par: float, K: int, n_eta: int, n_xi: int) -> tuple[float, float, float]:
+def rademacher_symmetric_prior(
+    r_perp: float, r_par: float, K: int, n_eta: int, n_xi: int
+) -> tuple[float, float, float]:
     """Rademacher prior at R_hat = r_perp (I - P) + r_par P, P = 1 1^T / K: (psi_P0, q_perp, q_par) by the
     multiset rule over units (w*_l, xi_l) (``_multiset.rademacher_prior_sums``).
 
@@ -404,8 +406,8 @@ def rademacher_symmetric_prior(r_perp: float, r_par: float, K: int, n_eta: int, 
         (etas, w_eta), shift_xi, scale = _gh(n_eta), 0.0, math.sqrt((r_par - r_perp) / K)
     else:  # from the units' mean (no shift at r_par = r_perp)
         (etas, w_eta), shift_xi, scale = (np.zeros(1), np.ones(1)), math.sqrt(r_par) - math.sqrt(r_perp), 0.0
-    sums = np.array([rademacher_prior_sums(w_star, xi, log_w, K, r_perp, r_par, shift_xi, scale * e, math.log(_W_MIN))
-                     for e in etas])
+    cut = math.log(_W_MIN)
+    sums = np.array([rademacher_prior_sums(w_star, xi, log_w, K, r_perp, r_par, shift_xi, scale * e, cut) for e in etas])
     psi, q_par, trace = w_eta @ (sums[:, :3] / sums[:, 3:])  # each rule normalised to the weight it kept
     return psi, min((trace - q_par) / (K - 1), 1.0), min(q_par, 1.0)  # |<w_l>| <= 1: clip the rounding
 
