@@ -132,6 +132,19 @@ def test_k5_specialized_rule_accuracy():
     assert np.all(np.abs(a - b) / np.abs(b) < [3e-6, 1e-4, 3e-6])
 
 
+def test_merge_saturated_nodes_keeps_the_rule():
+    # decided units at both ends of the rule (same factors, zero derivative) collapse into one node each with
+    # their total weight; undecided nodes are kept as they are
+    from thermolens.committee.general_k import _merge_saturated
+
+    log_h = np.array([[0.0, 0.0]] * 3 + [[0.1, 0.2], [0.3, -0.1]] + [[1.0, 2.0]] * 2, dtype=complex)
+    dlog_h = np.array([[0.0, 0.0]] * 3 + [[0.5, 0.4], [0.2, 0.1]] + [[0.0, 0.0]] * 2, dtype=complex)
+    w = np.array([0.05, 0.1, 0.15, 0.2, 0.2, 0.2, 0.1])
+    lh, dlh, lw = _merge_saturated(log_h, dlog_h, np.log(w))
+    assert len(lw) == 4 and np.allclose(np.exp(lw), [0.3, 0.2, 0.2, 0.3])
+    assert np.allclose(lh, log_h[[0, 3, 4, 6]]) and np.allclose(dlh, dlog_h[[0, 3, 4, 6]])
+
+
 def test_outer_nodes_non_specialized():
     # q_d = 0: only the common factor eta is integrated (one xi node per unit)
     assert n_outer_nodes(0.0, 0.5, SymmetricConfig(K=7)) == SymmetricConfig(K=7).eta_nodes(0.5)
