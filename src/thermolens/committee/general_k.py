@@ -26,7 +26,7 @@ replica formula (Theorem 1) reduces to two scalars:
   each, so the Poisson-binomial count is obtained from per-node logarithms by a discrete Fourier
   transform over the (K+1)-th roots of unity (see ``symmetric_output``); the multiset sums run in a
   compiled kernel (``_multiset``). Specialized states (q_d >= 1/2) need a sinh-map rule with ~25 nodes
-  per unit: ~1e6 multisets, seconds per evaluation at K = 5.
+  per unit (~1e6 multisets at K = 5, ~1 s per evaluation after decided units are merged).
 
 Psi_out = E_omega sum_y Z log Z; E[g_out g_out^T] = m_d I + (m_a/K) 1 1^T, whose eigenvalues give
 R_hat = alpha E[g g^T]. Free entropy (total, not per unit)
@@ -118,7 +118,8 @@ class SymmetricConfig:
 
     @property
     def prior_nodes(self) -> int:
-        """Gauss-Hermite nodes per dimension of the Rademacher prior integral (as quadrature.prior_integrals)."""
+        """Rademacher prior: Gauss-Hermite nodes of the K = 1 integral (quadrature.prior_integrals), or per unit
+        above the last ``_PRIOR_XI`` bracket for K >= 3 (``rademacher_symmetric_prior``)."""
         if self.n_prior is not None:
             return self.n_prior
         return {1: 1000, 3: 48}.get(self.K, 24)
