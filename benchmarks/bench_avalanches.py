@@ -25,8 +25,8 @@ def _plain_forward(loaded, tokens) -> float:
 
 
 def _capture_and_extract(loaded, tokens, config) -> float:
-    from thermolens.experiments.avalanches import count_lattice
-    from thermolens.experiments.cascades import cascades
+    from thermolens.experiments.avalanches.measure import count_lattice
+    from thermolens.experiments.avalanches.cascades import cascades
 
     start = time.perf_counter()
     lattice, _ = count_lattice(loaded, tokens, config)
@@ -41,7 +41,7 @@ def main() -> str:
 
     from thermolens import models
     from thermolens.data import corpus
-    from thermolens.experiments.avalanches import AvalancheConfig, avalanches
+    from thermolens.experiments.avalanches.measure import AvalancheConfig, avalanches
 
     loaded = models.load_model(None)
     tokens = corpus.tokenize_corpus(loaded.tokenizer, [corpus.builtin_text()], seq_len=128, max_tokens=N_TOKENS)

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from thermolens.data.sources import parse_source
-from thermolens.experiments import family, lm
+from thermolens.experiments.family import train as family
+from thermolens.experiments.family import lm
 from thermolens.models.hooked import HookedTransformer
 
 N_ROUNDS = 12

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from thermolens.data.modular import ModularTask, make_dataset
-from thermolens.experiments import thermometer
-from thermolens.experiments.grokking import GrokConfig
+from thermolens.experiments.grokking import thermometer
+from thermolens.experiments.grokking.train import GrokConfig
 from thermolens.models.hooked import HookedTransformer, nanda2023
 
 N_ROUNDS = 15

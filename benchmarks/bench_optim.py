@@ -20,8 +20,8 @@ import time
 import torch
 
 from thermolens.data.modular import ModularTask, make_dataset
-from thermolens.experiments.lm import next_token_loss, resolve_source
-from thermolens.experiments.optimize import default_lm_model
+from thermolens.experiments.family.lm import next_token_loss, resolve_source
+from thermolens.experiments.optimize.compare import default_lm_model
 from thermolens.models.hooked import HookedConfig, HookedTransformer, nanda2023
 from thermolens.optim import make_optimizer
 

@@ -49,7 +49,7 @@ def _naive_per_temperature(loaded, tokens, temperatures, batch_size: int) -> flo
 
 def _peak_memory_gib(n_tokens: int) -> float:
     code = (
-        "import resource, thermolens as tl; from thermolens.experiments.scan import ScanConfig;"
+        "import resource, thermolens as tl; from thermolens.experiments.scan.heads import ScanConfig;"
         f"tl.scan(None, None, config=ScanConfig(max_tokens={n_tokens}, n_boot=200));"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
@@ -62,7 +62,7 @@ def main() -> str:
 
     from thermolens import models
     from thermolens.data import corpus
-    from thermolens.experiments.scan import DEFAULT_TEMPERATURES, ScanConfig, scan
+    from thermolens.experiments.scan.heads import DEFAULT_TEMPERATURES, ScanConfig, scan
 
     loaded = models.load_model(None)
     tokens = corpus.tokenize_corpus(loaded.tokenizer, [corpus.builtin_text()], seq_len=128, max_tokens=N_TOKENS)

@@ -1,6 +1,6 @@
 """Sweep-runner benchmark: the same sweep of real training jobs on the local executor and on Ray.
 
-Eight short grokking runs (``thermolens.experiments.study:grok_job``: p in 23, 29, 31, 37, two
+Eight short grokking runs (``thermolens.experiments.grokking.study:grok_job``: p in 23, 29, 31, 37, two
 seeds each, training fraction 0.5, 600 full-batch steps with the thermometer and two C(T) sweeps),
 two workers (the machine's cores), one torch thread per job. Each executor runs the whole sweep
 into a fresh directory; the rounds alternate (ABBAAB) so that load from other users
@@ -14,8 +14,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from thermolens.experiments.grokking import GrokConfig
-from thermolens.experiments.sweep import Job, run_sweep
+from thermolens.experiments.grokking.train import GrokConfig
+from thermolens.runner.sweep import Job, run_sweep
 
 ORDER = ("local", "ray", "ray", "local", "local", "ray")
 WORKERS = 2
@@ -26,7 +26,7 @@ def timed_grok_job(config: dict, run_dir: Path) -> dict:
     """``grok_job`` plus its own duration inside the worker (``job_s``)."""
     import time
 
-    from thermolens.experiments.study import grok_job
+    from thermolens.experiments.grokking.study import grok_job
 
     start = time.perf_counter()
     summary = grok_job(config, run_dir)

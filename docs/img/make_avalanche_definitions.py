@@ -7,8 +7,8 @@ from pathlib import Path
 
 from thermolens import io, models
 from thermolens.data import corpus
-from thermolens.experiments.avalanches import AvalancheConfig, count_lattice
-from thermolens.experiments.cascades import cluster_labels
+from thermolens.experiments.avalanches.measure import AvalancheConfig, count_lattice
+from thermolens.experiments.avalanches.cascades import cluster_labels
 from thermolens.report.avalanches import plot_definitions
 
 config = AvalancheConfig(max_tokens=16 * 128)  # the default site (resid) and threshold (z > 3)

@@ -13,13 +13,13 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "scan": "thermolens.experiments.scan",
-    "ScanResult": "thermolens.experiments.scan",
-    "ScanConfig": "thermolens.experiments.scan",
-    "detect_critical_point": "thermolens.experiments.critical",
-    "avalanches": "thermolens.experiments.avalanches",
-    "AvalancheResult": "thermolens.experiments.avalanches",
-    "AvalancheConfig": "thermolens.experiments.avalanches",
+    "scan": "thermolens.experiments.scan.heads",
+    "ScanResult": "thermolens.experiments.scan.heads",
+    "ScanConfig": "thermolens.experiments.scan.heads",
+    "detect_critical_point": "thermolens.experiments.scan.critical",
+    "avalanches": "thermolens.experiments.avalanches.measure",
+    "AvalancheResult": "thermolens.experiments.avalanches.measure",
+    "AvalancheConfig": "thermolens.experiments.avalanches.measure",
 }
 _SUBPACKAGES = ("data", "models", "thermo", "stats", "meanfield", "committee", "experiments", "report", "io")
 

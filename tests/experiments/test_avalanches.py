@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import thermolens
 from thermolens.cli import app
-from thermolens.experiments.avalanches import AvalancheConfig, AvalancheResult, avalanches
+from thermolens.experiments.avalanches.measure import AvalancheConfig, AvalancheResult, avalanches
 
 KW = dict(site="resid", lattice="token-layer", threshold=2.5, max_tokens=3000, seq_len=64, n_boot=0,
           n_boot_branching=10)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from thermolens.experiments.avalanche_fits import beats_null
-from thermolens.experiments.avalanches import lattice_stats
-from thermolens.experiments.cascades import (
+from thermolens.experiments.avalanches.fits import beats_null
+from thermolens.experiments.avalanches.measure import lattice_stats
+from thermolens.experiments.avalanches.cascades import (
     LatticeBuilder,
     _poisson_binomial_pmf,
     cascades,

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from thermolens.cli import app
-from thermolens.experiments.scan import ScanConfig, ScanResult, scan
+from thermolens.experiments.scan.heads import ScanConfig, ScanResult, scan
 
 TEXT = ("The quick brown fox jumps over the lazy dog while the cat sleeps by the fire. " * 40).strip()
 TEMPS = tuple(float(t) for t in np.geomspace(1e-3, 10.0, 17))  # random tiny weights: logit std ~ 0.01
@@ -144,7 +144,7 @@ def test_nonfinite_logits_name_layer_and_head(tiny):
 
 
 def test_detect_critical_point_reports_every_head_with_its_reason(tiny, quenched):
-    from thermolens.experiments.critical import detect_critical_point
+    from thermolens.experiments.scan.critical import detect_critical_point
 
     table = detect_critical_point(quenched, tiny[2], [TEXT], n_sequences=4, max_samples=800, n_boot=10)
     assert len(table) == len(quenched.heads)
@@ -160,7 +160,7 @@ def test_detect_critical_point_reports_every_head_with_its_reason(tiny, quenched
 
 def test_cli_ctrl_c_leaves_no_tables(tmp_path, tiny_dir, monkeypatch):
     """Ctrl-C mid-scan: one line, exit 2, manifest says interrupted, no half-written table."""
-    import thermolens.experiments.scan as scan_module
+    import thermolens.experiments.scan.heads as scan_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 
 from thermolens import io, thermo
 from thermolens.cli import app
-from thermolens.experiments import family, lm
+from thermolens.experiments.family import train as family
+from thermolens.experiments.family import lm
 from thermolens.models import names
-from thermolens.experiments.scan import DEFAULT_TEMPERATURES
+from thermolens.experiments.scan.heads import DEFAULT_TEMPERATURES
 from thermolens.models.hooked import HookedConfig, HookedTransformer
 
 TINY = family.FamilyConfig(

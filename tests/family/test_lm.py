@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from thermolens import io
-from thermolens.experiments import lm
+from thermolens.experiments.family import lm
 
 SOURCE = "markov:h=1.0,order=1,vocab=8,seed=0"
 MODEL = {"n_layers": 1, "d_model": 32, "n_heads": 2, "d_head": 16, "d_mlp": 64}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from thermolens.experiments import scaling
+from thermolens.experiments.family import scaling
 
 
 def synthetic_heads(alphas, *, alpha_n=0.3, T0=1.2, alpha_null=0.25, noise=0.05, seeds=(0, 1, 2), seed=0):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from thermolens.experiments import detection
+from thermolens.experiments.grokking import detection
 
 
 def _sigmoid(t, t0, w):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from thermolens.experiments import grokking
-from thermolens.experiments.grokking import GrokConfig, train
-from thermolens.experiments.study import one_torch_thread
+from thermolens.experiments.grokking import train as grokking
+from thermolens.experiments.grokking.train import GrokConfig, train
+from thermolens.experiments.grokking.study import one_torch_thread
 
 TINY = dict(p=11, train_fraction=0.5, max_steps=60, every=10, sweep_every=30, checkpoint_every=20)
 

@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from thermolens.experiments.grokking import GrokConfig
-from thermolens.experiments.study import (
+from thermolens.experiments.grokking.train import GrokConfig
+from thermolens.experiments.grokking.study import (
     StudyConfig, differing_keys, run_name, run_study, summarize, wilson_interval,
 )
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from thermolens.data.modular import ModularTask, make_dataset
-from thermolens.experiments import thermometer
+from thermolens.experiments.grokking import thermometer
 from thermolens.models import hooked
 from thermolens.models.hooked import HookedTransformer, nanda2023
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from thermolens.experiments.study import one_torch_thread
+from thermolens.experiments.grokking.study import one_torch_thread
 from thermolens.models.hooked import HookedConfig, HookedTransformer
 
 

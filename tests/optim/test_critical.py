@@ -98,8 +98,8 @@ def test_registry_builds_every_optimizer(make_lm, make_tokens, loss_of):
 
 
 def test_grokking_loop_with_the_critical_optimizer_resumes_exactly(tmp_path):
-    from thermolens.experiments import grokking
-    from thermolens.experiments.grokking import GrokConfig, train
+    from thermolens.experiments.grokking import train as grokking
+    from thermolens.experiments.grokking.train import GrokConfig, train
 
     tiny = dict(p=11, train_fraction=0.5, max_steps=30, every=5, sweep_every=0, checkpoint_every=10,
                 optimizer="critical", init="critical", sharpness_every=10,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from thermolens import io
-from thermolens.experiments.sweep import Job, SweepResult, run_sweep
+from thermolens.runner.sweep import Job, SweepResult, run_sweep
 
 
 def calls(run_dir: Path) -> int:

@@ -39,7 +39,7 @@ def avalanches(
 ) -> None:
     """Activation avalanches: cascade sizes and durations, tau with goodness of fit, branching ratio per layer, beside a layer-shuffled and a rate-matched null."""
     from thermolens import io
-    from thermolens.experiments.avalanches import AvalancheConfig
+    from thermolens.experiments.avalanches.measure import AvalancheConfig
 
     config = AvalancheConfig(
         site=site,
@@ -60,7 +60,7 @@ def avalanches(
     device = resolve_device(device)
 
     from thermolens import models
-    from thermolens.experiments.avalanches import avalanches as run_avalanches
+    from thermolens.experiments.avalanches.measure import avalanches as run_avalanches
 
     # Everything that can be refused is checked before the run directory is created.
     loaded = models.load_model(model, device=device, trust_remote_code=trust_remote_code)

@@ -47,7 +47,7 @@ def train(
 def _config(opts: dict):
     import dataclasses
 
-    from thermolens.experiments import family
+    from thermolens.experiments.family import train as family
 
     base = family.quick() if opts["quick"] else family.default()
     changes: dict = {}
@@ -75,7 +75,7 @@ def _train(opts: dict) -> None:
     import warnings
 
     from thermolens import io
-    from thermolens.experiments import family
+    from thermolens.experiments.family import train as family
 
     if opts["executor"] not in ("local", "ray", "inline"):
         raise ValueError(f"--executor {opts['executor']!r} is unknown; choose local, ray or inline")

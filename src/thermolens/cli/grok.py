@@ -58,8 +58,8 @@ def _options_to_values(opts: dict) -> dict:
 def _build(values: dict):
     import dataclasses
 
-    from thermolens.experiments.grokking import GrokConfig
-    from thermolens.experiments.study import StudyConfig
+    from thermolens.experiments.grokking.train import GrokConfig
+    from thermolens.experiments.grokking.study import StudyConfig
 
     grid = ("ps", "seeds", "train_fractions", "weight_decays", "fraction_overrides")
     base = dataclasses.replace(GrokConfig(), **{k: v for k, v in values.items() if k not in grid})
@@ -114,7 +114,7 @@ def grok(
 @handle_errors
 def _run(opts: dict) -> None:
     from thermolens import io
-    from thermolens.experiments.study import StudyConfig, differing_keys
+    from thermolens.experiments.grokking.study import StudyConfig, differing_keys
 
     if opts["resume"] is not None:
         run_dir = Path(opts["resume"])
@@ -145,7 +145,7 @@ def _run(opts: dict) -> None:
         io.prepare_run_dir(run_dir, kind="grok", overwrite=opts["overwrite"])
         if opts["overwrite"] and (run_dir / "runs").is_dir():
             shutil.rmtree(run_dir / "runs")
-    from thermolens.experiments.study import RunsFailed
+    from thermolens.experiments.grokking.study import RunsFailed
 
     try:
         result = _execute(config, run_dir, opts)
@@ -162,7 +162,7 @@ def _execute(config, run_dir: Path, opts: dict):
     import time
 
     from thermolens import io
-    from thermolens.experiments.study import run_study
+    from thermolens.experiments.grokking.study import run_study
 
     if opts["workers"] < 1:
         raise ValueError(f"--workers {opts['workers']} must be >= 1")
@@ -207,8 +207,8 @@ def _progress(quiet: bool):
 
 def _figures(result, run_dir: Path) -> None:
     from thermolens import io
-    from thermolens.experiments.grokking import critical_temperatures
-    from thermolens.experiments.study import load_run_tables
+    from thermolens.experiments.grokking.train import critical_temperatures
+    from thermolens.experiments.grokking.study import load_run_tables
     from thermolens.models.hooked import nanda2023
     from thermolens.report import grokking as report
 

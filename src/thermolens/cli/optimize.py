@@ -73,7 +73,7 @@ def _compare(o: dict) -> None:
     import shutil
 
     from thermolens import io
-    from thermolens.experiments.optimize import CompareConfig, run_compare
+    from thermolens.experiments.optimize.compare import CompareConfig, run_compare
 
     try:
         kwargs = json.loads(o["optimizer_kwargs"])
@@ -138,7 +138,7 @@ def diagnose(
 @handle_errors
 def _diagnose(o: dict) -> None:
     from thermolens import io
-    from thermolens.experiments.optimize import diagnose as run_diagnose
+    from thermolens.experiments.optimize.compare import diagnose as run_diagnose
 
     root = Path(o["run_dir"])
     if not root.is_dir():

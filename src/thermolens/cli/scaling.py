@@ -16,7 +16,7 @@ def _load(family_dir: Path):
     """The family, with its code-version warning printed (one line) instead of raised."""
     import warnings
 
-    from thermolens.experiments.family import load_family
+    from thermolens.experiments.family.train import load_family
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -53,7 +53,7 @@ def temperature(
 @handle_errors
 def _temperature(opts: dict) -> None:
     from thermolens import io
-    from thermolens.experiments.scaling import temperature_scaling
+    from thermolens.experiments.family.scaling import temperature_scaling
 
     data = _load(opts["family_dir"])
     result = temperature_scaling(data.heads, d0=opts["d0"], n0=opts["n0"], n_boot=opts["n_boot"], ci=opts["ci"],
@@ -99,7 +99,7 @@ def architecture(
 @handle_errors
 def _architecture(opts: dict) -> None:
     from thermolens import io
-    from thermolens.experiments.scaling import architecture_scaling
+    from thermolens.experiments.family.scaling import architecture_scaling
 
     data = _load(opts["family_dir"])
     result = architecture_scaling(data.members, d0=opts["d0"], n_boot=opts["n_boot"], ci=opts["ci"], seed=opts["seed"])

@@ -38,7 +38,7 @@ def scan(
 ) -> None:
     """Thermodynamics of every attention head: F, U, S, C, xi, chi against T; T* per head with a bootstrap CI, beside matched null ensembles."""
     from thermolens import io
-    from thermolens.experiments.scan import ScanConfig
+    from thermolens.experiments.scan.heads import ScanConfig
 
     config = ScanConfig(
         temperatures=tuple(parse_grid(temperatures, name="temperature", spacing="log", positive=True)),
@@ -57,8 +57,8 @@ def scan(
     device = resolve_device(device)
 
     from thermolens import models
-    from thermolens.experiments.critical import detect_critical_point
-    from thermolens.experiments.scan import scan as run_scan
+    from thermolens.experiments.scan.critical import detect_critical_point
+    from thermolens.experiments.scan.heads import scan as run_scan
 
     # Everything that can be refused is checked before the run directory is created.
     loaded = models.load_model(model, device=device, trust_remote_code=trust_remote_code)

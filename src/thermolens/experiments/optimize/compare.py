@@ -111,7 +111,7 @@ class CompareConfig:
 
     def _run_config(self, optimizer: str, init: str, seed: int, kwargs: dict):
         if self.task == "grokking":
-            from thermolens.experiments.grokking import GrokConfig
+            from thermolens.experiments.grokking.train import GrokConfig
 
             return GrokConfig(
                 p=self.p, train_fraction=self.train_fraction, seed=seed, lr=self.lr or 1e-3,
@@ -120,7 +120,7 @@ class CompareConfig:
                 stop_window=self.stop_window, checkpoint_every=max(self.every, 1000), optimizer=optimizer,
                 optimizer_kwargs=kwargs, init=init, sharpness_every=self.sharpness_every, device=self.device,
             )
-        from thermolens.experiments.lm import LMConfig
+        from thermolens.experiments.family.lm import LMConfig
 
         return LMConfig(
             model=dict(self.model), source=self.source, seq_len=self.seq_len, batch_size=self.batch_size,
@@ -166,8 +166,8 @@ def _temperature_frame(history: list[dict]) -> Any:
 def _run_grokking(spec: Run, run_dir: Path) -> dict[str, Any]:
     import torch
 
-    from thermolens.experiments import grokking
-    from thermolens.experiments.study import write_run
+    from thermolens.experiments.grokking import train as grokking
+    from thermolens.experiments.grokking.study import write_run
 
     config = grokking.GrokConfig.from_dict(spec.config)
     run = grokking.train(config, run_dir=run_dir)
@@ -193,7 +193,7 @@ def lm_optimizer_factory(spec: Run, holder: dict) -> Callable:
     def make(model, config):
         import torch
 
-        from thermolens.experiments.lm import resolve_source
+        from thermolens.experiments.family.lm import resolve_source
         from thermolens.optim import make_optimizer
         from thermolens.optim.init import critical_init
 
@@ -209,7 +209,7 @@ def lm_optimizer_factory(spec: Run, holder: dict) -> Callable:
 
 
 def _run_lm(spec: Run, run_dir: Path) -> dict[str, Any]:
-    from thermolens.experiments.lm import LMConfig, train_lm
+    from thermolens.experiments.family.lm import LMConfig, train_lm
 
     config = LMConfig.from_dict(spec.config)
     holder: dict = {}
@@ -224,7 +224,7 @@ def _run_lm(spec: Run, run_dir: Path) -> dict[str, Any]:
 
 
 def _worker(spec: Run, run_dir: str) -> dict[str, Any]:
-    from thermolens.experiments.study import one_torch_thread
+    from thermolens.experiments.grokking.study import one_torch_thread
 
     with one_torch_thread():
         return (_run_grokking if spec.task == "grokking" else _run_lm)(spec, Path(run_dir))
@@ -428,7 +428,7 @@ def _final_model_and_loss(task: str, run_dir: Path, config: dict):
     hooks = {embed(): lambda x: None}
     if task == "grokking":
         from thermolens.data.modular import make_dataset
-        from thermolens.experiments.grokking import CHECKPOINT, GrokConfig
+        from thermolens.experiments.grokking.train import CHECKPOINT, GrokConfig
         from thermolens.models.hooked import HookedTransformer, nanda2023
 
         grok = GrokConfig.from_dict({**config, "device": "cpu"})
@@ -441,7 +441,7 @@ def _final_model_and_loss(task: str, run_dir: Path, config: dict):
             return torch.nn.functional.cross_entropy(out.double(), data.train_labels)
 
         return model, loss_fn, grok.lr
-    from thermolens.experiments.lm import LMConfig, load_member, resolve_source, validation_windows
+    from thermolens.experiments.family.lm import LMConfig, load_member, resolve_source, validation_windows
 
     lm = LMConfig.from_dict(config)
     model, _ = load_member(run_dir)

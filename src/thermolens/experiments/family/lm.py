@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from thermolens import io
-from thermolens.experiments.grokking import _lr_factor
+from thermolens.experiments.grokking.train import _lr_factor
 from thermolens.models.hooked import HookedConfig, HookedTransformer
 
 MEMBER_JSON = "member.json"

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.integrate import IntegrationWarning
 
 from thermolens import stats
-from thermolens.experiments.cascades import Cascades
+from thermolens.experiments.avalanches.cascades import Cascades
 
 __all__ = ["AvalancheStats", "fit_cascades", "ks_p_value", "beats_null", "MIN_AVALANCHES"]
 

@@ -15,7 +15,7 @@ One run (``train``):
   with ``h <- alpha h + (1 - alpha) g``. It changes the dynamics being measured; results carry the
   flag.
 * thermometer every ``every`` steps on the train and the test inputs
-  (``thermolens.experiments.thermometer.read``), a temperature sweep ``C(T)`` of the test inputs
+  (``thermolens.experiments.grokking.thermometer.read``), a temperature sweep ``C(T)`` of the test inputs
   every ``sweep_every`` steps;
 * sharpness every ``sharpness_every`` steps (0: never): the top Hessian eigenvalue of the training
   loss and, for preconditioned optimizers, of ``P^{-1} H`` (``thermolens.optim.sharpness``);
@@ -41,7 +41,8 @@ import torch
 
 from thermolens import io
 from thermolens.data.modular import ModularTask, make_dataset
-from thermolens.experiments import detection, thermometer
+from thermolens.experiments.grokking import detection
+from thermolens.experiments.grokking import thermometer
 from thermolens.models.hooked import HookedTransformer, nanda2023
 from thermolens.optim import OPTIMIZERS, make_optimizer
 
@@ -247,7 +248,7 @@ def sharpness_reading(model: HookedTransformer, optimizer: torch.optim.Optimizer
 
 
 def detect(history) -> Detection:
-    """Onset and peaks from a run's history (see ``thermolens.experiments.detection``)."""
+    """Onset and peaks from a run's history (see ``thermolens.experiments.grokking.detection``)."""
     steps = history["step"].to_numpy(float)
     onset = detection.detect_onset(steps, history["test_acc"].to_numpy(float))
     peaks = {name: detection.detect_peak(steps, history[col].to_numpy(float)) for col, name in PEAK_SERIES}

@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 
 from thermolens import io
-from thermolens.experiments import lm
+from thermolens.experiments.family import lm
 
 FAMILY_JSON = "family.json"
 HEADS = "heads.parquet"
-JOB_FN = "thermolens.experiments.family:train_member"
+JOB_FN = "thermolens.experiments.family.train:train_member"
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def scan_heads(model, windows, *, temperatures=None, n_boot: int = 200, ci: floa
     import torch
 
     from thermolens import thermo
-    from thermolens.experiments import scan as scan_mod
+    from thermolens.experiments.scan import heads as scan_mod
     from thermolens.models import names
 
     cfg = model.cfg
@@ -298,7 +298,7 @@ def train_family(
     """
     import pandas as pd
 
-    from thermolens.experiments.sweep import Job, run_sweep
+    from thermolens.runner.sweep import Job, run_sweep
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 branching process (Aranda Barois 2024, Theorem 2: P(s) ~ s^-tau exp(-s/s_c), tau ~ 3/2 at optimal
 performance)? Measured with null models and a threshold scan, never asserted.
 
-Pipeline, one forward pass per batch (``thermolens.experiments.cascades`` has the definitions):
+Pipeline, one forward pass per batch (``thermolens.experiments.avalanches.cascades`` has the definitions):
 
 1. capture the site's activations layer by layer (``thermolens.models.activations``) and reduce each
    at once to active-unit counts per (token, layer) at every threshold of the robustness scan; the
@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from thermolens import io
-from thermolens.experiments.avalanche_fits import ALTERNATIVES, AvalancheStats, beats_null, fit_cascades, ks_p_value
-from thermolens.experiments.cascades import (
+from thermolens.experiments.avalanches.fits import ALTERNATIVES, AvalancheStats, beats_null, fit_cascades, ks_p_value
+from thermolens.experiments.avalanches.cascades import (
     BASELINES,
     LATTICES,
     cascades,
@@ -279,7 +279,7 @@ def count_lattice(loaded: Any, tokens: Any, config: AvalancheConfig, baseline=No
     """
     import torch
 
-    from thermolens.experiments.cascades import LatticeBuilder, fit_baseline
+    from thermolens.experiments.avalanches.cascades import LatticeBuilder, fit_baseline
     from thermolens.models.activations import capture_activations
 
     n_seq = tokens.n_seq
@@ -380,7 +380,7 @@ def avalanches(
     overrides: fields of ``AvalancheConfig`` (e.g. ``site="mlp"``, ``threshold=2.5``) replacing ``config``'s.
     progress: called as ``progress(done, total)`` after every forward pass.
     """
-    from thermolens.experiments.scan import resolve_model, resolve_tokens
+    from thermolens.experiments.scan.heads import resolve_model, resolve_tokens
 
     config = dataclasses.replace(config or AvalancheConfig(), **overrides)
     timings: dict[str, float] = {}

@@ -84,7 +84,7 @@ def detect_critical_point(
     import torch
 
     from thermolens import thermo
-    from thermolens.experiments.scan import capture_batch, resolve_model, resolve_tokens
+    from thermolens.experiments.scan.heads import capture_batch, resolve_model, resolve_tokens
 
     if not 0 < p_threshold < 1:
         raise ValueError(f"p_threshold={p_threshold} must lie in (0, 1); Clauset et al. use 0.1")

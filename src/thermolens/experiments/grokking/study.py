@@ -9,7 +9,7 @@ Layout of a study directory (every file written atomically)::
     runs/<name>/job.json          the run's configuration
     runs/<name>/result.json       the run's headline numbers; its presence marks the run finished
 
-The runs are jobs of :func:`thermolens.experiments.sweep.run_sweep` (``grok_job``): worker
+The runs are jobs of :func:`thermolens.runner.sweep.run_sweep` (``grok_job``): worker
 processes with one torch thread each; an interrupted study continues every unfinished run from its
 last checkpoint and never redoes a finished one (its row is read back from ``result.json``). The
 per-``p`` summary gives the fraction of runs whose specific-heat peak precedes the generalization
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from thermolens import io
-from thermolens.experiments.grokking import GrokConfig, GrokRun, critical_temperatures, train
-from thermolens.experiments.sweep import Job, differing_keys, one_torch_thread, run_sweep
+from thermolens.experiments.grokking.train import GrokConfig, GrokRun, critical_temperatures, train
+from thermolens.runner.sweep import Job, differing_keys, one_torch_thread, run_sweep
 from thermolens.models.hooked import nanda2023
 
 __all__ = [

@@ -82,7 +82,7 @@ class Job:
         if isinstance(self.fn, str):
             module, sep, func = self.fn.partition(":")
             if not sep or not module or not func:
-                raise ValueError(f"job fn {self.fn!r} must read 'module:function', e.g. 'thermolens.experiments.lm:run'")
+                raise ValueError(f"job fn {self.fn!r} must read 'module:function', e.g. 'thermolens.experiments.family.lm:run'")
         elif not callable(self.fn):
             raise ValueError(f"job fn must be 'module:function' or a callable, got {self.fn!r}")
         if not isinstance(self.config, dict):

@@ -1,0 +1,1 @@
+"""The avalanche study: unit events to cascades (``cascades``), their statistics (``fits``), the command (``measure``)."""

@@ -1,0 +1,1 @@
+"""The optimizer study: the criticality-aware optimizer against AdamW on equal budgets (``compare``)."""
