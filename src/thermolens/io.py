@@ -21,9 +21,11 @@ import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -194,12 +196,18 @@ def prepare_run_dir(path: str | os.PathLike, *, kind: str, overwrite: bool = Fal
     return path
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
 @dataclasses.dataclass
 class RunRecorder:
     """Writes ``manifest.json`` for one command: ``running`` at start, final status at the end.
 
-    Use as a context manager; an exception marks the run ``failed`` (``interrupted`` for Ctrl-C)
-    and is re-raised.
+    Use as a context manager; an exception marks the run ``failed`` and is re-raised. Ctrl-C
+    (SIGINT) and SIGTERM mark it ``interrupted``: inside the block SIGTERM raises
+    ``KeyboardInterrupt`` in the main thread, so a terminated command unwinds and never leaves its
+    manifest ``running``. (Only ``kill -9`` can; commands that resume simply start over the manifest.)
     """
 
     run_dir: Path
@@ -210,6 +218,7 @@ class RunRecorder:
     started: str = dataclasses.field(default_factory=now_iso)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    _previous_sigterm: Any = dataclasses.field(default=None, repr=False)
 
     def _write(self, status: str, error: str | None = None) -> None:
         write_json(
@@ -232,14 +241,18 @@ class RunRecorder:
         )
 
     def __enter__(self) -> RunRecorder:
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
         self._write("running")
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
         if exc_type is None:
             self._write("complete")
         elif issubclass(exc_type, KeyboardInterrupt):
-            self._write("interrupted", "interrupted by the user")
+            self._write("interrupted", str(exc) or "interrupted by the user")
         else:
             self._write("failed", f"{exc_type.__name__}: {exc}")
         return False

@@ -54,6 +54,10 @@ from thermolens.cli.optimize import app as _optimize_app  # noqa: E402
 
 app.add_typer(_optimize_app, name="optimize")
 
+from thermolens.cli.claims import app as _claims_app  # noqa: E402
+
+app.add_typer(_claims_app, name="claims")
+
 
 def main() -> None:
     app()
