@@ -33,7 +33,7 @@ from typing import Any, Generic, TypeVar
 from thermolens import io
 
 __all__ = [
-    "INNER_EXECUTOR_ENV", "Study", "config_from_dict", "config_to_dict", "inner_executor", "load_piece", "resolve_study",
+    "INNER_EXECUTOR_ENV", "Study", "check_stored_config", "config_from_dict", "config_to_dict", "inner_executor", "load_piece", "resolve_study",
     "run_piece",
 ]
 
@@ -130,3 +130,21 @@ def inner_executor() -> str:
     """
     value = os.environ.get(INNER_EXECUTOR_ENV, "inline")
     return value if value in ("local", "inline") else "inline"
+
+
+def check_stored_config(config: Any, run_dir: Path, what: str, *, name: str = "study.json") -> None:
+    """Record ``config`` in ``run_dir/name`` on a study's first run; refuse to continue another config.
+
+    A study that resumes in its run directory calls this first, so a half-finished run is never
+    finished with different settings (the differing keys are named).
+    """
+    from thermolens.runner.sweep import differing_keys
+
+    path = Path(run_dir) / name
+    if path.is_file():
+        differ = differing_keys(io.read_json(path), config_to_dict(config))
+        if differ:
+            raise ValueError(f"{run_dir} holds a {what} run with another config ({', '.join(differ)} differ); "
+                             "give another run directory or the same config")
+    else:
+        io.write_json(path, config_to_dict(config))
