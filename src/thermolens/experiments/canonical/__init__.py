@@ -1,0 +1,1 @@
+"""The canonical-ensemble identity check: a model's own attention against Boltzmann weights (``contract``)."""
