@@ -33,7 +33,7 @@ from typing import Any, Generic, TypeVar
 from thermolens import io
 
 __all__ = [
-    "INNER_EXECUTOR_ENV", "Study", "check_stored_config", "config_from_dict", "config_to_dict", "inner_executor", "load_piece", "resolve_study",
+    "INNER_EXECUTOR_ENV", "Study", "check_stored_config", "config_from_dict", "config_to_dict", "inner_executor", "load_piece", "resolve_study", "run_jobs",
     "run_piece",
 ]
 
@@ -148,3 +148,22 @@ def check_stored_config(config: Any, run_dir: Path, what: str, *, name: str = "s
                              "give another run directory or the same config")
     else:
         io.write_json(path, config_to_dict(config))
+
+
+def run_jobs(jobs: list, root: Path, *, executor: str | None = None) -> dict[str, dict[str, Any]]:
+    """Run (or finish) a study's own sweep ``jobs`` under ``root``; their summaries by name.
+
+    The executor defaults to :func:`inner_executor`. Raises ``RuntimeError`` naming the jobs that
+    failed every attempt (their tracebacks stay in their ``error.txt``), so running the study again
+    retries exactly those.
+    """
+    from thermolens.runner.sweep import run_sweep
+
+    result = run_sweep(jobs, root, executor=executor or inner_executor())
+    if result.failed:
+        name, error = next(iter(result.failed.items()))
+        raise RuntimeError(
+            f"{len(result.failed)} job(s) failed every attempt, e.g. {name}: {error.strip()[-400:]}; "
+            f"tracebacks in their error.txt under {root}; run again to retry them"
+        )
+    return result.done
