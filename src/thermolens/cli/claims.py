@@ -84,10 +84,10 @@ def _print_plan(plan, config, stale: dict[str, list[str]], out: Path) -> None:
     when = f"{plan.est_s / 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
     console.print(
         f"[bold]claims[/] preset={config.preset}: {len(plan.claims)} claims, {len(plan.pieces)} pieces, "
-        f"estimated {when} on 2 cores (before reusing finished pieces), peak ~{plan.est_gib:.1f} GiB"
+        f"estimated {when} on 2 cores (before reusing finished pieces), peak ~{plan.est_gib:.1f} GiB", soft_wrap=True
     )
     for piece in plan.pieces:
-        console.print(f"  piece {piece.name}: ~{piece.est_s / 60:.1f} min, ~{piece.est_gib:.1f} GiB ({piece.study})")
+        console.print(f"  piece {piece.name}: ~{piece.est_s / 60:.1f} min, ~{piece.est_gib:.1f} GiB ({piece.study})", soft_wrap=True)
     if stale:
         console.print(f"[yellow]{out} holds runs from another version or configuration; these will be recomputed:[/]")
         for key, differ in stale.items():
