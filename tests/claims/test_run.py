@@ -86,6 +86,13 @@ def test_fixed_verdicts_and_needs_full():
     out = decide({"e": exact, "s": short})
     assert out["e"].verdict == "supported" and out["e"].n_tests == 0 and out["e"].p_value is None
     assert out["s"].verdict == "inconclusive" and "full preset" in out["s"].note
+    assert out["s"].primary == "supported" and out["s"].p_adjusted is None  # outside the Holm family
+
+
+def test_rows_that_need_the_full_preset_do_not_tighten_the_family():
+    short = dataclasses.replace(_tested(0.001), needs_full="more runs")
+    # alone, 0.03 passes; a needs-full row beside it must not make it a family of two
+    assert decide({"a": _tested(0.03), "s": short})["a"].verdict == "supported"
 
 
 def test_evidence_validation_and_round_trip():

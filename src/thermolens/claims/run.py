@@ -290,7 +290,7 @@ def run_claims(
             command=claim.command(config.preset), run_dir=str(out / CLAIMS / claim.id),
             pieces={p.name: str(out / PIECES / p.name) for p in claim.pieces(config.preset)},
         ))
-    n_primary = sum(v.p_value is not None for v in verdicts.values())
+    n_primary = sum(v.p_adjusted is not None for v in verdicts.values())  # the Holm family
     report = ClaimsReport(preset=config.preset, alpha=config.alpha, n_tests=n_primary, rows=tuple(rows), failed=failed)
     report.save(out)
     return report

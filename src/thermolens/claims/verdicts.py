@@ -9,7 +9,9 @@ alternative choices) are decided at the level its primary test met — the thres
 stopped — so a variant is never judged more leniently than the claim itself.
 
 A row is "inconclusive" when any variant's verdict differs from the primary verdict (the report
-names the choices that flip it), or when its evidence says it needs the full preset.
+names the choices that flip it), or when its evidence says it needs the full preset. A row that
+needs the full preset is inconclusive whatever its p-value, so its test does not join the family
+(it would only make the others' thresholds stricter); its numbers are shown at the unadjusted level.
 """
 
 from __future__ import annotations
@@ -77,14 +79,17 @@ def _variant_verdict(variant: Variant, level: float | None) -> str:
 
 def decide(evidence: Mapping[str, Evidence], alpha: float = ALPHA) -> dict[str, Verdict]:
     """Final verdicts for every claim's evidence, with Holm's control over all primary tests."""
-    tested = [cid for cid, ev in evidence.items() if ev.decision is not None]
+    tested = [cid for cid, ev in evidence.items() if ev.decision is not None and not ev.needs_full]
     adjusted, levels = holm([evidence[cid].decision.p_value for cid in tested], alpha)
     by_claim = {cid: (float(a), float(lv)) for cid, a, lv in zip(tested, adjusted, levels)}
     out: dict[str, Verdict] = {}
     for cid, ev in evidence.items():
         p_adj, level = by_claim.get(cid, (None, None))
+        if ev.decision is not None and cid not in by_claim:  # needs the full preset: outside the family
+            level = alpha
         if ev.decision is not None:
-            primary = ev.decision.if_rejected if p_adj <= alpha else ev.decision.if_not_rejected
+            rejected = ev.decision.p_value <= level if p_adj is None else p_adj <= alpha
+            primary = ev.decision.if_rejected if rejected else ev.decision.if_not_rejected
         else:
             primary = ev.verdict
         sensitivity = tuple(

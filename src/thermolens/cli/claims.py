@@ -80,18 +80,26 @@ def _check_memory(est_gib: float) -> None:
 
 
 def _print_plan(plan, config, stale: dict[str, list[str]], out: Path) -> None:
-    hours = plan.est_s / 3600
-    when = f"{plan.est_s / 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
+    finished = {p.name for p in plan.pieces
+                if (out / "pieces" / p.name / "result.json").is_file() and f"pieces/{p.name}" not in stale}
+    left_s = plan.est_s * sum(p.est_s for p in plan.pieces if p.name not in finished) / max(
+        sum(p.est_s for p in plan.pieces), 1e-9)
     console.print(
-        f"[bold]claims[/] preset={config.preset}: {len(plan.claims)} claims, {len(plan.pieces)} pieces, "
-        f"estimated {when} on 2 cores (before reusing finished pieces), peak ~{plan.est_gib:.1f} GiB", soft_wrap=True
+        f"[bold]claims[/] preset={config.preset}: {len(plan.claims)} claims, {len(plan.pieces)} pieces "
+        f"({len(finished)} finished earlier), estimated {_duration(left_s)} on 2 cores, peak ~{plan.est_gib:.1f} GiB",
+        soft_wrap=True,
     )
     for piece in plan.pieces:
-        console.print(f"  piece {piece.name}: ~{piece.est_s / 60:.1f} min, ~{piece.est_gib:.1f} GiB ({piece.study})", soft_wrap=True)
+        state = "finished" if piece.name in finished else f"~{_duration(piece.est_s)}, ~{piece.est_gib:.1f} GiB"
+        console.print(f"  piece {piece.name}: {state} ({piece.study})", soft_wrap=True)
     if stale:
         console.print(f"[yellow]{out} holds runs from another version or configuration; these will be recomputed:[/]")
         for key, differ in stale.items():
             console.print(f"  {key} ({', '.join(differ)} differ)")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def _run(config, out: Path, quiet: bool):
@@ -128,7 +136,7 @@ def _print_table(report, out: Path) -> None:
         table.add_column(col)
     for r in report.rows:
         ci = "" if not r.ci else f" [{_num(r.ci[0])}, {_num(r.ci[1])}]"
-        p = "" if r.p_value is None else f"{r.p_value:.3g} ({r.p_adjusted:.3g})"
+        p = "" if r.p_value is None else f"{r.p_value:.3g} ({_num(r.p_adjusted)})"
         table.add_row(r.id, r.verdict, f"{_num(r.effect)}{ci}", _num(r.null), p)
     console.print(table)
     for key, err in report.failed.items():

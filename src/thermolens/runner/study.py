@@ -33,7 +33,7 @@ from typing import Any, Generic, TypeVar
 from thermolens import io
 
 __all__ = [
-    "INNER_EXECUTOR_ENV", "Study", "check_stored_config", "config_from_dict", "config_to_dict", "inner_executor", "load_piece", "resolve_study", "run_jobs",
+    "INNER_EXECUTOR_ENV", "Study", "check_stored_config", "config_from_dict", "config_to_dict", "inner_executor", "load_piece", "read_stored_config", "resolve_study", "run_jobs",
     "run_piece",
 ]
 
@@ -167,3 +167,11 @@ def run_jobs(jobs: list, root: Path, *, executor: str | None = None) -> dict[str
             f"tracebacks in their error.txt under {root}; run again to retry them"
         )
     return result.done
+
+
+def read_stored_config(config_type: type[C], run_dir: Path, what: str, *, name: str = "study.json") -> C:
+    """The config a study recorded with :func:`check_stored_config`, for its ``load``."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise ValueError(f"{run_dir} is not a {what} run (no {name}); run the study there first")
+    return config_from_dict(config_type, io.read_json(path))

@@ -43,8 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from thermolens import io
-from thermolens.runner.study import Study, check_stored_config, config_from_dict, config_to_dict, inner_executor
-from thermolens.runner.sweep import RESULT, Job, run_sweep
+from thermolens.runner.study import (
+    Study, check_stored_config, config_from_dict, config_to_dict, read_stored_config, run_jobs,
+)
+from thermolens.runner.sweep import RESULT, Job
 
 __all__ = [
     "AMPRuns", "AMPStudyConfig", "AMP_STUDY", "SEPhaseDiagram", "SESetting", "SEStudyConfig", "SE_STUDY",
@@ -108,12 +110,9 @@ def _one_blas_thread_in_workers() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _sweep(jobs: list[Job], root: Path, what: str) -> None:
+def _sweep(jobs: list[Job], root: Path) -> None:
     with _one_blas_thread_in_workers():
-        failed = run_sweep(jobs, root, executor=inner_executor()).failed
-    if failed:
-        raise RuntimeError(f"{what} job(s) {', '.join(sorted(failed))} failed twice (see error.txt in each, under "
-                           f"{root}); calling the study again retries only those")
+        run_jobs(jobs, root)
 
 
 def _valid_name(name: str) -> bool:
@@ -220,16 +219,14 @@ def run_se_study(config: SEStudyConfig, run_dir: Path) -> SEPhaseDiagram:
     run_dir.mkdir(parents=True, exist_ok=True)
     check_stored_config(config, run_dir, "committee state-evolution", name=STUDY_JSON)
     jobs = [Job(name=s.name, fn=SE_JOB_FN, config=config_to_dict(s)) for s in config.settings]
-    _sweep(jobs, run_dir / SETTINGS, "state-evolution")
+    _sweep(jobs, run_dir / SETTINGS)
     return load_se(run_dir)
 
 
 def load_se(run_dir: Path) -> SEPhaseDiagram:
     """A finished SE study read back (computes nothing)."""
     run_dir = Path(run_dir)
-    if not (run_dir / STUDY_JSON).is_file():
-        raise ValueError(f"{run_dir} is not a committee state-evolution run (no {STUDY_JSON}); run the study there first")
-    config = config_from_dict(SEStudyConfig, io.read_json(run_dir / STUDY_JSON))
+    config = read_stored_config(SEStudyConfig, run_dir, "committee state-evolution", name=STUDY_JSON)
     thresholds, tables = {}, {}
     for setting in config.settings:
         job_dir = run_dir / SETTINGS / setting.name
@@ -338,7 +335,7 @@ def run_amp_study(config: AMPStudyConfig, run_dir: Path) -> AMPRuns:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_stored_config(config, run_dir, "committee AMP", name=STUDY_JSON)
-    _sweep(_amp_jobs(config), run_dir / RUNS, "AMP")
+    _sweep(_amp_jobs(config), run_dir / RUNS)
     return load_amp(run_dir)
 
 
@@ -347,9 +344,7 @@ def load_amp(run_dir: Path) -> AMPRuns:
     import pandas as pd
 
     run_dir = Path(run_dir)
-    if not (run_dir / STUDY_JSON).is_file():
-        raise ValueError(f"{run_dir} is not a committee AMP run (no {STUDY_JSON}); run the study there first")
-    config = config_from_dict(AMPStudyConfig, io.read_json(run_dir / STUDY_JSON))
+    config = read_stored_config(AMPStudyConfig, run_dir, "committee AMP", name=STUDY_JSON)
     rows = []
     for job in _amp_jobs(config):
         path = run_dir / RUNS / job.name / RESULT

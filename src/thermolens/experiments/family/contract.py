@@ -26,7 +26,7 @@ import numpy as np
 
 from thermolens import io
 from thermolens.experiments.family import train
-from thermolens.runner.study import Study, check_stored_config, config_from_dict, inner_executor
+from thermolens.runner.study import Study, check_stored_config, config_from_dict, inner_executor, read_stored_config
 
 __all__ = ["STUDY", "FamilyRun", "StudyConfig", "TemperatureGrid", "load", "rescan_member", "run"]
 
@@ -156,9 +156,7 @@ def load(run_dir: Path) -> FamilyRun:
     import pandas as pd
 
     run_dir = Path(run_dir)
-    if not (run_dir / STUDY_JSON).is_file():
-        raise ValueError(f"{run_dir} is not a family study run (no {STUDY_JSON}); run the study there first")
-    config = config_from_dict(StudyConfig, io.read_json(run_dir / STUDY_JSON))
+    config = read_stored_config(StudyConfig, run_dir, "family study", name=STUDY_JSON)
     data = train.load_family(run_dir / FAMILY)
     keys = ["member", "d", "N", "L", "H", "seed", "source"]
     member_keys = data.heads[keys].drop_duplicates("member")
