@@ -2,6 +2,9 @@
 end-to-end report on the cheapest claim."""
 
 import json
+import math
+
+import pytest
 
 from typer.testing import CliRunner
 
@@ -58,3 +61,32 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert res.exit_code == 0, res.output
     assert "13 claims" in res.output and "estimated" in res.output
     assert not (tmp_path / "c").exists()
+
+
+def _end_to_end(tmp_path, executor):
+    out = tmp_path / "c"
+    res = runner.invoke(app, ["claims", "--only", "mr-doi-onsager", "--executor", executor, "--out", str(out),
+                              "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    row = data["claims"][0]
+    # the keys the issue fixes for claims.json and --json
+    assert {"id", "source", "statement", "verdict", "effect", "ci", "null", "sensitivity", "n_tests", "command",
+            "run_dir"} <= set(row)
+    assert row["id"] == "mr-doi-onsager" and row["verdict"] == "supported"
+    assert row["effect"] == pytest.approx(3 * math.pi / 4, rel=1e-9)  # K_# of Doi-Onsager (Mun & Rosenzweig)
+    assert json.loads((out / "claims.json").read_text())["claims"][0]["verdict"] == "supported"
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+    page = (out / "report.html").read_text()
+    assert "mr-doi-onsager" in page and "data:image/png;base64" in page
+
+
+def test_one_claim_end_to_end_and_a_rerun_reuses_everything(tmp_path):
+    _end_to_end(tmp_path, "inline")
+    res = runner.invoke(app, ["claims", "--only", "mr-doi-onsager", "--out", str(tmp_path / "c"), "--dry-run"])
+    assert res.exit_code == 0 and "1 finished earlier" in res.output
+
+
+@pytest.mark.slow
+def test_one_claim_end_to_end_on_ray(tmp_path):
+    _end_to_end(tmp_path, "ray")
