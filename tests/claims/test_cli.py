@@ -5,7 +5,6 @@ import json
 import math
 
 import pytest
-
 from typer.testing import CliRunner
 
 from thermolens.cli import app
