@@ -428,12 +428,9 @@ def detect_pieces(preset: str) -> list[Piece]:
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
-    from scipy.stats import binomtest
+    from thermolens.experiments.grokking.study import wilson_interval
 
-    if n == 0:
-        return (math.nan, math.nan)
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
+    return wilson_interval(k, n)
 
 
 def distinct_test(null_test: Any, definition: str) -> dict[str, Any]:
