@@ -19,6 +19,7 @@ import pytest
 from thermolens.claims import criticality as crit
 from thermolens.claims.base import Evidence
 from thermolens.runner.study import config_from_dict, config_to_dict, resolve_study
+from thermolens.stats import profile_truncated_power_law
 
 
 def _tpl_sample(alpha: float, s_c: float, n: int, seed: int) -> np.ndarray:
@@ -74,16 +75,16 @@ def test_study_configs_round_trip_through_json():
 # the statistics
 
 
-def test_seed_form_fit_recovers_a_planted_exponent_and_rejects_a_wrong_one():
+def test_seed_form_profile_recovers_a_planted_exponent_and_rejects_a_wrong_one():
     # P(s) ~ s^-1.5 exp(-s/300): the fit must find a = 1.5 within its interval and keep 3/2 (+-0.1)
-    form = crit.seed_form_fit(_tpl_sample(1.5, 300.0, 4000, seed=1))
-    lo, hi = form["alpha_ci"]
+    form = profile_truncated_power_law(_tpl_sample(1.5, 300.0, 4000, seed=1), tolerance=0.1)
+    lo, hi = form.alpha_ci
     assert lo < 1.5 < hi and hi - lo < 0.15
-    assert form["p_tau"] > 0.05 and form["p_exact"] > 0.01
-    assert 150 < form["s_c"] < 600
+    assert form.p_tau > 0.05 and form.p_exact > 0.01
+    assert 150 < form.s_c < 600
     # a = 0.8 (MiniLM's residual cascades give 0.86): 3/2 is excluded decisively
-    wrong = crit.seed_form_fit(_tpl_sample(0.8, 300.0, 4000, seed=2))
-    assert wrong["alpha_ci"][1] < 1.0 and wrong["p_tau"] < 1e-10
+    wrong = profile_truncated_power_law(_tpl_sample(0.8, 300.0, 4000, seed=2), tolerance=0.1)
+    assert wrong.alpha_ci[1] < 1.0 and wrong.p_tau < 1e-10
 
 
 def test_ks_tail_bootstrap_gives_the_tail_exponent_with_an_error():

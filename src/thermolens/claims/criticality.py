@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from thermolens.claims.base import Claim, Decision, Evidence, Piece, Variant
+from thermolens.stats.alternatives import TruncatedPowerLawProfile, profile_truncated_power_law
 
 __all__ = ["CLAIMS", "DETECT", "THEOREM2"]
 
@@ -124,76 +125,6 @@ def theorem2_pieces(preset: str) -> list[Piece]:
     return [main, *(piece for _, piece in variants)]
 
 
-def _tpl_loglik(values: np.ndarray, counts: np.ndarray, alpha: float, lam: float, smin: float) -> float:
-    from thermolens.stats.alternatives import loglikelihoods
-
-    with np.errstate(all="ignore"):
-        ll = float(counts @ loglikelihoods("truncated_power_law", {"alpha": alpha, "lam": lam}, values, smin,
-                                           discrete=True))
-    return ll if math.isfinite(ll) else -math.inf
-
-
-def seed_form_fit(sizes: np.ndarray, *, tau: float = TAU, tolerance: float = TAU_TOLERANCE,
-                  level: float = 0.95) -> dict[str, Any]:
-    """The seed's form ``P(s) = s^-a exp(-lam s) / Z`` on every integer size ``s >= min(sizes)``, by maximum likelihood,
-    with the profile-likelihood interval of ``a`` and likelihood-ratio tests of ``a ~ tau``.
-
-    The profile ``l(a) = max_{lam >= 0} log L(a, lam)`` (``lam = 0`` only where the law normalises, a > 1);
-    ``2 (l_max - l(a))`` is chi2 with 1 dof at the true ``a`` (Wilks), so the interval is where it stays
-    below the ``level`` quantile. ``p_tau`` tests H0: ``|a - tau| <= tolerance`` against the null value nearest
-    to the estimate (1 when the estimate lies inside), ``p_exact`` H0: ``a = tau``. Returns ``alpha``, ``lam``,
-    ``s_c = 1 / lam``, ``alpha_ci``, ``p_tau``, ``p_exact``, ``lam_tau`` (the cutoff of the best fit with
-    ``a = tau``), ``s_min``.
-    """
-    import warnings
-
-    from scipy import optimize
-    from scipy.stats import chi2
-
-    from thermolens.stats import fit_truncated_power_law
-
-    sizes = np.asarray(sizes, dtype=np.float64)
-    values, counts = np.unique(sizes, return_counts=True)
-    counts = counts.astype(np.float64)
-    smin, scale = float(values[0]), float(sizes.mean())
-
-    def profile(a: float) -> tuple[float, float]:
-        res = optimize.minimize_scalar(lambda u: -_tpl_loglik(values, counts, a, math.exp(u) / scale, smin),
-                                       bounds=(-25.0, 12.0), method="bounded", options={"xatol": 1e-7})
-        best, lam = -float(res.fun), math.exp(res.x) / scale
-        if a > 1:
-            at_zero = _tpl_loglik(values, counts, a, 0.0, smin)
-            if at_zero > best:
-                best, lam = at_zero, 0.0
-        return best, lam
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        free = fit_truncated_power_law(sizes, xmin=smin, discrete=True)
-        alpha = float(free.params["alpha"])
-        l_max, lam = profile(alpha)
-        l_max = max(l_max, free.loglikelihood)
-        cut = chi2.ppf(level, 1) / 2
-
-        def excess(a: float) -> float:
-            return l_max - profile(a)[0] - cut
-
-        bounds = []
-        for sign in (-1.0, 1.0):
-            step, edge = 0.02, alpha
-            while step < 20 and excess(alpha + sign * step) < 0:
-                edge, step = alpha + sign * step, step * 2
-            far = alpha + sign * step
-            bounds.append(optimize.brentq(excess, edge, far, xtol=1e-4) if excess(far) >= 0 else far)
-        l_tau, lam_tau = profile(tau)
-        nearest = min(max(alpha, tau - tolerance), tau + tolerance)
-        l_near = l_max if nearest == alpha else profile(nearest)[0]
-    stat, stat_near = max(0.0, 2 * (l_max - l_tau)), max(0.0, 2 * (l_max - l_near))
-    return {"alpha": alpha, "lam": lam, "s_c": 1 / lam if lam > 0 else math.inf, "alpha_ci": (bounds[0], bounds[1]),
-            "p_tau": float(chi2.sf(stat_near, 1)) if nearest != alpha else 1.0, "p_exact": float(chi2.sf(stat, 1)),
-            "lr_tau": stat, "lam_tau": lam_tau, "s_min": smin, "n": int(sizes.size)}
-
-
 def ks_tail_bootstrap(sizes: np.ndarray, *, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
     """Clauset's KS-tail exponent of ``sizes`` and its bootstrap standard error (cascades resampled, xmin
     re-chosen in every replicate, so the error includes the instability of the tail's start)."""
@@ -233,20 +164,20 @@ def _optimum(result: Any) -> tuple[float, str, bool]:
     return 1.0, "the trained T = 1; the model has no loss", False
 
 
-def _form_verdict(form: dict[str, Any], ks_null_p: float) -> str:
+def _form_verdict(form: TruncatedPowerLawProfile, ks_null_p: float) -> str:
     """The verdict when a = 3/2 is not rejected: supported only with a decade of scaling that the null lacks."""
-    decade = form["s_c"] >= SCALING_DECADE * form["s_min"]
+    decade = form.s_c >= SCALING_DECADE * form.s_min
     return "supported" if decade and math.isfinite(ks_null_p) and ks_null_p < KS_NULL_P else "not supported"
 
 
 def _form_variant(choice: str, result: Any) -> tuple[Variant, dict[str, Any]]:
     sizes = _sizes(result, "model")
-    form = seed_form_fit(sizes)
+    form = profile_truncated_power_law(sizes, tau=TAU, tolerance=TAU_TOLERANCE)
     ks_p = result.fits["shuffled_layers"].ks_p_vs_model
-    variant = Variant(choice=choice, effect=form["alpha"], p_value=form["p_tau"], if_rejected="contradicted",
+    variant = Variant(choice=choice, effect=form.alpha, p_value=form.p_tau, if_rejected="contradicted",
                       if_not_rejected=_form_verdict(form, ks_p))
-    return variant, {"choice": choice, "alpha": _num(form["alpha"]), "alpha_ci": [_num(v) for v in form["alpha_ci"]],
-                     "s_c": _num(form["s_c"]), "p_tau": _num(form["p_tau"]), "n_avalanches": int(sizes.size)}
+    return variant, {"choice": choice, "alpha": _num(form.alpha), "alpha_ci": [_num(v) for v in form.alpha_ci],
+                     "s_c": _num(form.s_c), "p_tau": _num(form.p_tau), "n_avalanches": int(sizes.size)}
 
 
 def evaluate_theorem2(preset: str, pieces: dict[str, Path], claim_dir: Path) -> Evidence:
@@ -275,23 +206,23 @@ def evaluate_theorem2(preset: str, pieces: dict[str, Path], claim_dir: Path) -> 
     fits: dict[str, dict[str, float]] = {}
     point: dict[str, Any] = {"T_opt": T_opt, "T_opt_label": f"optimum: {T_label}", "tolerance": TAU_TOLERANCE}
     if at_trained_point:
-        form = seed_form_fit(model_sizes)
-        null_form = seed_form_fit(null_sizes) if null_sizes.size >= 50 else None
-        effect, ci, p = form["alpha"], form["alpha_ci"], form["p_tau"]
+        form = profile_truncated_power_law(model_sizes, tau=TAU, tolerance=TAU_TOLERANCE)
+        null_form = profile_truncated_power_law(null_sizes, tau=TAU, tolerance=TAU_TOLERANCE) if null_sizes.size >= 50 else None
+        effect, ci, p = form.alpha, form.alpha_ci, form.p_tau
         verdict_if_kept = _form_verdict(form, ks_null_p)
         label = f"a of s^-a exp(-s/s_c) over all cascade sizes at T = {T_opt:g} ({T_label})"
         test = (f"H0: |a - 3/2| <= {TAU_TOLERANCE:g} ('tau ~ 3/2') in P(s) ~ s^-a exp(-s/s_c) fitted over all cascade "
                 "sizes at the optimal temperature; likelihood-ratio test at the nearest null value, s_c profiled out "
                 "(Wilks, chi2 with 1 dof)")
-        fits = {"free": {"alpha": form["alpha"], "lam": form["lam"]}, "fixed": {"alpha": TAU, "lam": form["lam_tau"]}}
-        point.update(alpha=form["alpha"], alpha_ci=form["alpha_ci"])
-        numbers.update(alpha=_num(form["alpha"]), alpha_ci=[_num(v) for v in ci], s_c=_num(form["s_c"]),
-                       s_min=_num(form["s_min"]), lr_tau=_num(form["lr_tau"]), p_exact_3_2=_num(form["p_exact"]),
+        fits = {"free": {"alpha": form.alpha, "lam": form.lam}, "fixed": {"alpha": TAU, "lam": form.lam_tau}}
+        point.update(alpha=form.alpha, alpha_ci=form.alpha_ci)
+        numbers.update(alpha=_num(form.alpha), alpha_ci=[_num(v) for v in ci], s_c=_num(form.s_c),
+                       s_min=_num(form.s_min), lr_tau=_num(form.lr_tau), p_exact_3_2=_num(form.p_exact),
                        p_cutoff_vs_pure_power_law=_num(main.model.p_cutoff))
         if null_form is not None:
-            point.update(alpha_null=null_form["alpha"], alpha_null_ci=null_form["alpha_ci"])
-            numbers.update(alpha_null=_num(null_form["alpha"]), alpha_null_ci=[_num(v) for v in null_form["alpha_ci"]],
-                           s_c_null=_num(null_form["s_c"]))
+            point.update(alpha_null=null_form.alpha, alpha_null_ci=null_form.alpha_ci)
+            numbers.update(alpha_null=_num(null_form.alpha), alpha_null_ci=[_num(v) for v in null_form.alpha_ci],
+                           s_c_null=_num(null_form.s_c))
     else:  # the sweep keeps tau of the KS tail at every T, not the sizes: the seed's form cannot be refitted there
         row = temps.loc[(temps["T"] - T_opt).abs().idxmin()]
         effect, se = float(row["tau"]), float(row["tau_stderr"])
@@ -336,7 +267,7 @@ def evaluate_theorem2(preset: str, pieces: dict[str, Path], claim_dir: Path) -> 
     excluded = ci[0] > TAU + TAU_TOLERANCE or ci[1] < TAU - TAU_TOLERANCE
     reason = (f"At the optimum ({T_label}) the cascade sizes give {'a' if at_trained_point else 'tau'} = {effect:.2f} "
               f"[{ci[0]:.2f}, {ci[1]:.2f}] (p = {p:.2g} for 3/2 +- {TAU_TOLERANCE:g}"
-              + (f"; layer-shuffled null a = {null_form['alpha']:.2f}" if null_form is not None else "")
+              + (f"; layer-shuffled null a = {null_form.alpha:.2f}" if null_form is not None else "")
               + f"), so 3/2 is {'excluded' if excluded else 'not excluded'}"
               + ("" if excluded else f" and the form {'shows' if verdict_if_kept == 'supported' else 'lacks'} "
                  "a decade of scaling distinct from the null")
@@ -344,10 +275,10 @@ def evaluate_theorem2(preset: str, pieces: dict[str, Path], claim_dir: Path) -> 
                  if "T_tau_closest_to_3_2" in numbers else "") + ".")
     return Evidence(
         effect=effect, effect_label=label, reason=reason, ci=tuple(ci),
-        null=null_form["alpha"] if null_form is not None else TAU,
+        null=null_form.alpha if null_form is not None else TAU,
         null_label=("a of the layer-shuffled null (same fit); Theorem 2 predicts 3/2" if null_form is not None
                     else "Theorem 2's value"),
-        null_ci=tuple(null_form["alpha_ci"]) if null_form is not None else None,
+        null_ci=tuple(null_form.alpha_ci) if null_form is not None else None,
         decision=Decision(test=test, p_value=min(1.0, max(0.0, p)), if_rejected="contradicted",
                           if_not_rejected=verdict_if_kept),
         variants=tuple(variants), numbers=numbers, figure="theorem2.png",

@@ -5,9 +5,11 @@ from thermolens.stats.alternatives import (
     ALTERNATIVES,
     AlternativeFit,
     Comparison,
+    TruncatedPowerLawProfile,
     compare,
     fit_alternative,
     fit_truncated_power_law,
+    profile_truncated_power_law,
 )
 from thermolens.stats.avalanches import (
     Avalanches,
@@ -34,6 +36,7 @@ __all__ = [
     "crackling_relation",
     "simulate_branching",
     "Comparison",
+    "TruncatedPowerLawProfile",
     "GoodnessOfFit",
     "PowerLawFit",
     "PowerLawSampler",
