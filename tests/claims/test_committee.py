@@ -3,7 +3,7 @@
 Synthetic piece directories (written in the studies' own layout) carry planted answers: a computational
 gap that AMP respects ("supported"), AMP succeeding inside the gap ("contradicted"), SE without a
 transition ("not supported"). Small real runs check the studies themselves: the K = 2 Gaussian
-specialization threshold, resuming a half-finished AMP run, the quadrature switch.
+specialization threshold, resuming a half-finished AMP run.
 """
 
 from __future__ import annotations
@@ -263,18 +263,6 @@ def test_bad_configs_say_what_to_fix():
 
 # --------------------------------------------------------------------------------------------------
 # the studies, really run
-
-
-def test_quadrature_switch_is_scoped():
-    import importlib
-
-    se = importlib.import_module("thermolens.committee.state_evolution")
-    before = se.output_integrals, se.prior_integrals
-    with contract.quadrature(0.05, 300):
-        assert se.output_integrals.keywords == {"step": 0.05} and se.prior_integrals.keywords == {"n_nodes": 300}
-    assert (se.output_integrals, se.prior_integrals) == before
-    with contract.quadrature():
-        assert (se.output_integrals, se.prior_integrals) == before
 
 
 def test_se_study_finds_the_k2_gaussian_specialization(tmp_path, monkeypatch):

@@ -121,3 +121,18 @@ def test_k2_binary_first_order_thresholds():
     assert t.order == "first"
     assert 1.5 < t.alpha_it < 1.6
     assert t.alpha_it < t.alpha_alg < 2.1
+
+
+def test_quadrature_resolution_is_a_config_setting_and_does_not_move_the_fixed_point():
+    # a specialized K = 2 Gaussian point (alpha = 3 > alpha_spec = 2.052, docs/committee.md)
+    coarse = solve_fixed_point(3.0, SEConfig(K=2), branch="informed")
+    fine = solve_fixed_point(3.0, SEConfig(K=2, quad_step=0.05), branch="informed")
+    assert coarse.converged and fine.converged and coarse.q_d > 0.3
+    # the double-exponential rule converges like exp(-c/step): step 0.1 is already exact to ~1e-7
+    assert 0 < abs(fine.q_d - coarse.q_d) < 1e-5
+    binary = solve_fixed_point(1.2, SEConfig(K=2, prior="binary", prior_nodes=300))
+    assert binary.converged
+    with pytest.raises(ValueError, match="quad_step"):
+        SEConfig(quad_step=0.0)
+    with pytest.raises(ValueError, match="prior_nodes"):
+        SEConfig(prior_nodes=5)

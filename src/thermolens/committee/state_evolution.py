@@ -42,7 +42,10 @@ class SEConfig:
     """State-evolution settings. ``tol``: converged when max |F(Q) - Q| <= tol (the fixed-point
     residual); ``max_iter``: iterations before giving up; ``damping``: fraction of the old Q kept
     each step; ``polish``: finish with a Newton solve (scipy ``hybr``) once iteration is close,
-    keeping the root only if it is a stable fixed point near the iterate."""
+    keeping the root only if it is a stable fixed point near the iterate. ``quad_step`` (the K = 2
+    output integrals' double-exponential trapezoid step; error ~ exp(-c / step)) and ``prior_nodes``
+    (Gauss-Hermite nodes per dimension of the Rademacher prior; None: 1000 for K = 1, 200 for K = 2)
+    set the quadrature resolution, for checking that a result does not depend on it."""
 
     K: int = 2
     prior: str = "gaussian"
@@ -52,6 +55,8 @@ class SEConfig:
     damping: float = 0.0
     polish: bool = True
     q0: float = 1e-3
+    quad_step: float = 0.1
+    prior_nodes: int | None = None
 
     def __post_init__(self) -> None:
         check_model(self.K, self.prior, self.activation)
@@ -68,6 +73,15 @@ class SEConfig:
             raise ValueError(f"damping={self.damping} must lie in [0, 1)")
         if not (0.0 < self.q0 < 0.5):
             raise ValueError(f"q0={self.q0} (uninformed start) must lie in (0, 0.5)")
+        if not (0.0 < self.quad_step <= 0.5):
+            raise ValueError(f"quad_step={self.quad_step} must lie in (0, 0.5] (default 0.1)")
+        if self.prior_nodes is not None and self.prior_nodes < 20:
+            raise ValueError(f"prior_nodes={self.prior_nodes}; use >= 20, or None for the default")
+
+    @property
+    def rule(self) -> dict:
+        """The quadrature settings, as keyword arguments of :func:`se_map`."""
+        return {"quad_step": self.quad_step, "prior_nodes": self.prior_nodes}
 
 
 @dataclass(frozen=True)
@@ -98,11 +112,15 @@ class FixedPoint:
     stable: bool | None
 
 
-def se_map(Q: np.ndarray, alpha: float, prior: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """One state-evolution step: Q -> (Q', R_hat, free entropy evaluated at (Q, R_hat))."""
-    psi_out, gg = output_integrals(Q)
+def se_map(
+    Q: np.ndarray, alpha: float, prior: str, *, quad_step: float = 0.1, prior_nodes: int | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """One state-evolution step: Q -> (Q', R_hat, free entropy evaluated at (Q, R_hat)).
+
+    ``quad_step`` and ``prior_nodes``: the quadrature resolution (:class:`SEConfig`)."""
+    psi_out, gg = output_integrals(Q, step=quad_step)
     R_hat = alpha * gg
-    psi_in, Q_new = prior_integrals(prior, R_hat)
+    psi_in, Q_new = prior_integrals(prior, R_hat, prior_nodes)
     f = psi_in + alpha * psi_out - 0.5 * float(np.sum(Q * R_hat))
     return Q_new, R_hat, f
 
@@ -126,13 +144,16 @@ def _unpack(theta: np.ndarray, K: int) -> np.ndarray:
     return Q + np.triu(Q, 1).T
 
 
-def is_attracting(Q: np.ndarray, alpha: float, prior: str, *, kick: float = 1e-6, steps: int = 6) -> bool:
+def is_attracting(
+    Q: np.ndarray, alpha: float, prior: str, *, kick: float = 1e-6, steps: int = 6, **rule
+) -> bool:
     """Whether iterating the map pulls a kicked copy of the fixed point ``Q`` back towards it.
 
     The kick adds a positive semi-definite ``kick * (I + e_0 e_0^T)``: non-specialized fixed points
     (q_d = 0) sit on the boundary of the cone Q >= 0, where the map is not differentiable in every
     direction, so a finite-difference Jacobian would be wrong there; a kick into the cone is not.
     Attracting when the distance to ``Q`` still shrinks between step ``steps/2`` and step ``steps``.
+    ``rule``: the quadrature keywords of :func:`se_map` (``SEConfig.rule``).
     """
     K = Q.shape[0]
     delta = kick * (np.eye(K) + np.diag(np.eye(K)[0]))
@@ -141,13 +162,13 @@ def is_attracting(Q: np.ndarray, alpha: float, prior: str, *, kick: float = 1e-6
     Qk = Q + delta
     dist = []
     for _ in range(steps):
-        Qk = se_map(Qk, alpha, prior)[0]
+        Qk = se_map(Qk, alpha, prior, **rule)[0]
         dist.append(float(np.max(np.abs(Qk - Q))))
     # after the first steps the slowest mode dominates: compare its size half-way and at the end
     return dist[-1] < dist[steps // 2 - 1]
 
 
-def _newton(Q: np.ndarray, alpha: float, prior: str) -> np.ndarray | None:
+def _newton(Q: np.ndarray, alpha: float, prior: str, **rule) -> np.ndarray | None:
     from scipy.optimize import root
 
     K = Q.shape[0]
@@ -156,7 +177,7 @@ def _newton(Q: np.ndarray, alpha: float, prior: str) -> np.ndarray | None:
         Qt = _unpack(theta, K)
         if np.any(np.linalg.eigvalsh(Qt) < -1e-12) or np.any(np.linalg.eigvalsh(np.eye(K) - Qt) <= 1e-12):
             return np.full_like(theta, 1e3)  # outside 0 <= Q < I: push the solver back
-        return _pack(se_map(Qt, alpha, prior)[0]) - theta
+        return _pack(se_map(Qt, alpha, prior, **rule)[0]) - theta
 
     sol = root(G, _pack(Q), method="hybr", options={"xtol": 1e-13})
     return _unpack(sol.x, K) if sol.success else None
@@ -197,7 +218,7 @@ def solve_fixed_point(
         raise ValueError(f"Q0 has shape {Q.shape}; expected ({K}, {K})")
     residual = math.inf
     for it in range(1, config.max_iter + 1):
-        Q_new, R_hat, f = se_map(Q, alpha, prior)
+        Q_new, R_hat, f = se_map(Q, alpha, prior, **config.rule)
         residual = float(np.max(np.abs(Q_new - Q)))
         if prior == "binary" and float(np.max(np.abs(np.eye(K) - Q_new))) < _PERFECT:
             I = np.eye(K)
@@ -207,11 +228,11 @@ def solve_fixed_point(
             return _result(alpha, branch, Q, R_hat, f, residual, it, True, False, True)
         Q = config.damping * Q + (1.0 - config.damping) * Q_new
         if config.polish and it % 15 == 0 and residual < 1e-3:
-            Qn = _newton(Q, alpha, prior)
+            Qn = _newton(Q, alpha, prior, **config.rule)
             if Qn is not None and float(np.max(np.abs(Qn - Q))) < max(100 * residual, 1e-3):
-                Q_chk, R_chk, f_chk = se_map(Qn, alpha, prior)
+                Q_chk, R_chk, f_chk = se_map(Qn, alpha, prior, **config.rule)
                 res_chk = float(np.max(np.abs(Q_chk - Qn)))
-                if res_chk <= config.tol and is_attracting(Qn, alpha, prior):
+                if res_chk <= config.tol and is_attracting(Qn, alpha, prior, **config.rule):
                     return _result(alpha, branch, Qn, R_chk, f_chk, res_chk, it, True, False, True)
     return _result(alpha, branch, Q, Q, math.nan, residual, config.max_iter, False, False, None)
 

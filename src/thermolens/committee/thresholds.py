@@ -83,7 +83,7 @@ def spec_growth(alpha: float, config, *, kick: float = 1e-6) -> float:
     p = solve_fixed_point(alpha, config, Q0=np.full((K, K), config.q0 / K))
     if not p.converged:
         raise ValueError(f"non-specialized fixed point did not converge at alpha={alpha} (residual {p.residual:.2e})")
-    Q_new = se_map(p.Q + kick * np.eye(K), alpha, config.prior)[0]
+    Q_new = se_map(p.Q + kick * np.eye(K), alpha, config.prior, **config.rule)[0]
     return project_overlap(Q_new)[0] / kick
 
 

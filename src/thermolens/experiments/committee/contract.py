@@ -32,8 +32,6 @@ threads per worker on two cores make each pass several times slower).
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib
 import math
 import os
 import time
@@ -50,7 +48,7 @@ from thermolens.runner.sweep import RESULT, Job
 
 __all__ = [
     "AMPRuns", "AMPStudyConfig", "AMP_STUDY", "SEPhaseDiagram", "SESetting", "SEStudyConfig", "SE_STUDY",
-    "amp_job", "load_amp", "load_se", "quadrature", "run_amp_study", "run_se_study", "se_job",
+    "amp_job", "load_amp", "load_se", "run_amp_study", "run_se_study", "se_job",
 ]
 
 STUDY_JSON = "study.json"
@@ -67,32 +65,6 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 # --------------------------------------------------------------------------------------------------
 # small pieces
-
-
-@contextlib.contextmanager
-def quadrature(step: float = DEFAULT_QUAD_STEP, prior_nodes: int | None = None) -> Iterator[None]:
-    """Run K = 1, 2 state evolution at another quadrature resolution, inside the block only.
-
-    ``SEConfig`` has no resolution setting: ``state_evolution.se_map`` calls
-    ``quadrature.output_integrals`` (K = 2: double-exponential rule of trapezoid step 0.1, error
-    falling like exp(-c/step)) and ``quadrature.prior_integrals`` (Rademacher prior: 200 Gauss-Hermite
-    nodes per dimension for K = 2, 1000 for K = 1). This rebinds the two names that ``se_map`` looks
-    up to the same functions with ``step`` / ``n_nodes`` fixed, and restores them on exit, so every
-    fixed point, stability check and threshold search in the block uses the other rule. Defaults
-    change nothing.
-    """
-    # by module path: the package exports a function named ``state_evolution`` over the module's name
-    quad = importlib.import_module("thermolens.committee.quadrature")
-    se = importlib.import_module("thermolens.committee.state_evolution")
-    saved = se.output_integrals, se.prior_integrals
-    if step != DEFAULT_QUAD_STEP:
-        se.output_integrals = functools.partial(quad.output_integrals, step=step)
-    if prior_nodes is not None:
-        se.prior_integrals = functools.partial(quad.prior_integrals, n_nodes=prior_nodes)
-    try:
-        yield
-    finally:
-        se.output_integrals, se.prior_integrals = saved
 
 
 @contextlib.contextmanager
@@ -129,7 +101,7 @@ class SESetting:
     ``alpha_min + step, alpha_min + 2 step, ... <= alpha_max`` refined to ``alpha_tol``, and both
     branches at the extra ``alphas``. ``quad_step`` (K = 2 output rule) and ``prior_nodes``
     (Rademacher prior, per dimension; None: the library's 200 for K = 2) set the quadrature
-    resolution (:func:`quadrature`). ``name`` is the setting's directory name."""
+    resolution (``SEConfig``). ``name`` is the setting's directory name."""
 
     name: str
     K: int = 2
@@ -148,16 +120,13 @@ class SESetting:
 
         if not _valid_name(self.name):
             raise ValueError(f"setting name {self.name!r} must be a non-empty directory name (no slashes)")
-        SEConfig(K=self.K, prior=self.prior, tol=self.tol)  # raises with the fix for K, prior, tol
+        # raises with the fix for K, prior, tol and the quadrature
+        SEConfig(K=self.K, prior=self.prior, tol=self.tol, quad_step=self.quad_step, prior_nodes=self.prior_nodes)
         if not 0.0 <= self.alpha_min < self.alpha_max:
             raise ValueError(f"setting {self.name}: need 0 <= alpha_min < alpha_max, got {self.alpha_min}, {self.alpha_max}")
         if not 0.0 < self.alpha_tol < self.step <= self.alpha_max - self.alpha_min:
             raise ValueError(f"setting {self.name}: need 0 < alpha_tol < step <= alpha_max - alpha_min, "
                              f"got alpha_tol={self.alpha_tol}, step={self.step}")
-        if not 0.0 < self.quad_step <= 0.5:
-            raise ValueError(f"setting {self.name}: quad_step={self.quad_step} must lie in (0, 0.5] (library: 0.1)")
-        if self.prior_nodes is not None and self.prior_nodes < 20:
-            raise ValueError(f"setting {self.name}: prior_nodes={self.prior_nodes}; use >= 20 or None (library: 200)")
         if any(not (math.isfinite(a) and a > 0) for a in self.alphas):
             raise ValueError(f"setting {self.name}: alphas {self.alphas} must be positive numbers")
 
@@ -184,14 +153,14 @@ def se_job(config: dict, run_dir: Path) -> dict:
     from thermolens.committee import SEConfig, find_thresholds, state_evolution
 
     setting = config_from_dict(SESetting, config)
-    se_config = SEConfig(K=setting.K, prior=setting.prior, tol=setting.tol)
+    se_config = SEConfig(K=setting.K, prior=setting.prior, tol=setting.tol, quad_step=setting.quad_step,
+                         prior_nodes=setting.prior_nodes)
     start, cpu_start = time.perf_counter(), time.process_time()
-    with quadrature(setting.quad_step, setting.prior_nodes):
-        found = find_thresholds(se_config, alpha_min=setting.alpha_min, alpha_max=setting.alpha_max,
-                                step=setting.step, alpha_tol=setting.alpha_tol)
-        grid = np.asarray(found.scan.alpha)
-        extra = sorted({float(a) for a in setting.alphas if not np.any(np.abs(grid - a) < SAME_ALPHA)})
-        curves = [found.scan] + ([state_evolution(extra, se_config)] if extra else [])
+    found = find_thresholds(se_config, alpha_min=setting.alpha_min, alpha_max=setting.alpha_max,
+                            step=setting.step, alpha_tol=setting.alpha_tol)
+    grid = np.asarray(found.scan.alpha)
+    extra = sorted({float(a) for a in setting.alphas if not np.any(np.abs(grid - a) < SAME_ALPHA)})
+    curves = [found.scan] + ([state_evolution(extra, se_config)] if extra else [])
     frame = pd.concat([c.to_frame().assign(on_scan=i == 0) for i, c in enumerate(curves)], ignore_index=True)
     io.write_table(Path(run_dir) / SE_TABLE, frame.sort_values(["branch", "alpha"], ignore_index=True))
     return {**found.summary(), "n_not_converged": int(sum(c.n_failed for c in curves)),
