@@ -58,3 +58,8 @@ def train_tiny(config: dict, run_dir: Path) -> dict:
         weight_sum = float(sum(p.double().sum() for p in model.parameters()))
     return {"loss": float(loss.detach()), "weight_sum": weight_sum,
             "threads": torch.get_num_threads()}
+
+
+def thread_env(config: dict, run_dir: Path) -> dict:
+    """The BLAS/OpenMP thread settings the worker process started with."""
+    return {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -164,3 +165,11 @@ def test_a_job_that_cannot_be_sent_to_a_worker_fails_alone(tmp_path):
     result = run_sweep(jobs, tmp_path, executor="local", workers=1, retries=0)
     assert "cannot send the job to a worker" in result.failed["lambda"]
     assert list(result.done) == ["sq1"]
+
+
+def test_local_workers_start_with_one_blas_thread_and_the_parent_is_left_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    result = run_sweep([Job(name="env", fn="sweep_test_jobs:thread_env", config={})], tmp_path, executor="local")
+    assert result.done["env"] == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "2" and "MKL_NUM_THREADS" not in os.environ

@@ -30,7 +30,7 @@ from thermolens.claims.base import PRESETS, Claim, Evidence, Piece
 from thermolens.claims.registry import all_claims, select
 from thermolens.claims.verdicts import ALPHA, decide
 from thermolens.runner.study import INNER_EXECUTOR_ENV
-from thermolens.runner.sweep import EXECUTORS, JOB, RESULT, Job, differing_keys, run_sweep
+from thermolens.runner.sweep import EXECUTORS, JOB, RESULT, Job, differing_keys, run_sweep, scoped_environ
 
 __all__ = [
     "QUICK_BUDGET_S", "ClaimRow", "ClaimsConfig", "ClaimsReport", "Plan", "evaluate_job", "make_plan",
@@ -245,18 +245,11 @@ def run_claims(
         shutil.rmtree(out / key)
 
     failed: dict[str, str] = {}
-    previous = os.environ.get(INNER_EXECUTOR_ENV)
-    os.environ[INNER_EXECUTOR_ENV] = "local" if config.executor == "inline" else "inline"
-    try:
+    with scoped_environ({INNER_EXECUTOR_ENV: "local" if config.executor == "inline" else "inline"}):
         pieces = run_sweep(
             jobs[PIECES], out / PIECES, executor=config.executor, workers=config.workers, address=config.address,
             progress=None if progress is None else (lambda done, total: progress(PIECES, done, total)),
         )
-    finally:
-        if previous is None:
-            os.environ.pop(INNER_EXECUTOR_ENV, None)
-        else:
-            os.environ[INNER_EXECUTOR_ENV] = previous
     failed.update({f"{PIECES}/{name}": _first_line(err) for name, err in pieces.failed.items()})
     ready = [
         job for job, claim in zip(jobs[CLAIMS], plan.claims)

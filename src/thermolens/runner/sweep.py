@@ -26,7 +26,9 @@ Contract:
   ``run_sweep`` under ``if __name__ == "__main__":`` (spawned workers import the main module).
   Every executor runs torch on one
   thread per job: CPU reductions are then bitwise reproducible, so a job gives the same summary
-  whichever executor ran it.
+  whichever executor ran it. Worker processes (local, and a Ray instance this runner starts) also
+  start with one BLAS/OpenMP thread (``ONE_THREAD_ENV``): numpy-heavy jobs on every core would
+  otherwise oversubscribe it several times over.
 * Summaries are normalized to JSON values (NaN -> ``None``, tuples -> lists), identically for a
   job run now and one read back from disk.
 """
@@ -50,7 +52,9 @@ from typing import Any
 
 from thermolens import io
 
-__all__ = ["EXECUTORS", "Job", "SweepResult", "differing_keys", "one_torch_thread", "run_sweep"]
+__all__ = [
+    "EXECUTORS", "ONE_THREAD_ENV", "Job", "SweepResult", "differing_keys", "one_torch_thread", "run_sweep", "scoped_environ",
+]
 
 EXECUTORS = ("local", "ray", "inline")
 RESULT = "result.json"
@@ -133,6 +137,25 @@ def differing_keys(stored: dict[str, Any], given: dict[str, Any], prefix: str = 
 def _jsonable(obj: Any) -> Any:
     """The value as it reads back from JSON (NaN -> None, tuples -> lists, numpy -> Python)."""
     return json.loads(io.dumps_json(obj, indent=None))
+
+
+#: worker processes get one BLAS/OpenMP thread: the libraries read these at import, before any job code runs
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables inside the block only (for processes started there); restore them after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -252,7 +275,6 @@ def _run_inline(queue: deque[Job], book: _Book) -> None:
 
 
 def _worker_main(conn) -> None:  # pragma: no cover - runs in the worker processes
-    os.environ["OMP_NUM_THREADS"] = "1"
     while True:
         try:
             message = conn.recv()
@@ -288,6 +310,11 @@ def _run_local(queue: deque[Job], book: _Book, workers: int) -> None:
     from multiprocessing.connection import wait
 
     ctx = multiprocessing.get_context("spawn")
+    with scoped_environ(ONE_THREAD_ENV):  # inherited by every worker, replacements included
+        _serve_local(queue, book, workers, ctx, wait)
+
+
+def _serve_local(queue: deque[Job], book: _Book, workers: int, ctx, wait) -> None:
     pool = [_Worker(ctx) for _ in range(min(workers, len(queue)))]
     try:
         while queue or any(w.job is not None for w in pool):
@@ -359,19 +386,10 @@ def _ray_session(address: str | None, workers: int | None) -> Iterator[Any]:
         # (the thermolens in use, and the modules the job functions live in)
         package_root = str(Path(__file__).resolve().parents[2])
         paths = [package_root] + [str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir()]
-        env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with scoped_environ({**ONE_THREAD_ENV, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}):
             # summaries are small: a modest object store keeps the instance light on a shared machine
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      configure_logging=False, object_store_memory=RAY_OBJECT_STORE_BYTES)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
     else:
         _check_address(address)
         import concurrent.futures

@@ -25,17 +25,14 @@ random start per seed, exactly as ``thermolens committee amp --seeds`` draws the
 
 Both are sweeps (``thermolens.runner.sweep``) on ``inner_executor()``: a finished setting or run is
 never redone, so a run killed at any point continues when called again on the same directory. The
-workers run BLAS on one thread (AMP is two matrix-vector passes over X per iteration; two BLAS
-threads per worker on two cores make each pass several times slower).
+sweep's workers run BLAS on one thread (AMP is two matrix-vector passes over X per iteration; two
+BLAS threads per worker on two cores make each pass several times slower).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,31 +57,10 @@ AMP_JOB_FN = "thermolens.experiments.committee.contract:amp_job"
 DEFAULT_QUAD_STEP = 0.1
 #: an extra alpha closer than this to a scan-grid point is read from the scan
 SAME_ALPHA = 1e-9
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 # --------------------------------------------------------------------------------------------------
 # small pieces
-
-
-@contextlib.contextmanager
-def _one_blas_thread_in_workers() -> Iterator[None]:
-    """Spawned sweep workers start with one BLAS thread each (they read these variables at import)."""
-    saved = {name: os.environ.get(name) for name in _THREAD_VARS}
-    os.environ.update({name: "1" for name in _THREAD_VARS})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _sweep(jobs: list[Job], root: Path) -> None:
-    with _one_blas_thread_in_workers():
-        run_jobs(jobs, root)
 
 
 def _valid_name(name: str) -> bool:
@@ -188,7 +164,7 @@ def run_se_study(config: SEStudyConfig, run_dir: Path) -> SEPhaseDiagram:
     run_dir.mkdir(parents=True, exist_ok=True)
     check_stored_config(config, run_dir, "committee state-evolution", name=STUDY_JSON)
     jobs = [Job(name=s.name, fn=SE_JOB_FN, config=config_to_dict(s)) for s in config.settings]
-    _sweep(jobs, run_dir / SETTINGS)
+    run_jobs(jobs, run_dir / SETTINGS)
     return load_se(run_dir)
 
 
@@ -304,7 +280,7 @@ def run_amp_study(config: AMPStudyConfig, run_dir: Path) -> AMPRuns:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_stored_config(config, run_dir, "committee AMP", name=STUDY_JSON)
-    _sweep(_amp_jobs(config), run_dir / RUNS)
+    run_jobs(_amp_jobs(config), run_dir / RUNS)
     return load_amp(run_dir)
 
 
