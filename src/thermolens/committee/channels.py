@@ -33,7 +33,9 @@ Z_FLOOR = 1e-13
 
 
 def npdf(x: np.ndarray) -> np.ndarray:
-    return _INV_SQRT_2PI * np.exp(-0.5 * np.square(x))
+    """Standard normal density; exactly 0 far in the tails (x^2 overflowing to inf is the right limit)."""
+    with np.errstate(over="ignore"):
+        return _INV_SQRT_2PI * np.exp(-0.5 * np.square(x))
 
 
 # --------------------------------------------------------------------------------------------------
