@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from thermolens.thermo import SequenceSums, boltzmann, ensemble, sequence_sums
+from thermolens.thermo import SequenceBlocks, SequenceSums, boltzmann, ensemble, sequence_sums
 from thermolens.thermo.sums import SUM_FIELDS
 
 BETAS = np.geomspace(0.05, 20, 12)
@@ -244,3 +244,41 @@ def test_fused_kernel_on_random_shapes_masks_and_unsorted_grids():
             want = getattr(exact, name).numpy()
             scale = np.abs(want).max(axis=0, keepdims=True)
             assert np.all(np.abs(getattr(fast, name).numpy() - want) <= 2e-6 * scale + 1e-12), (trial, name)
+
+
+def test_sequence_blocks_fold_a_stream_into_contiguous_blocks_whatever_the_batches():
+    betas = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    per_seq = sequence_sums(_logits(seed=3, shape=(10, 4, 9, 11)), betas, precision="float64")
+
+    def fold(max_blocks, cuts):
+        blocks = SequenceBlocks(10, max_blocks)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            blocks.add(per_seq.select(slice(a, b)))
+        return blocks
+
+    # As many blocks as sequences: the blocks are the sequences themselves.
+    one_each = fold(16, [0, 4, 10]).sums
+    for k in SUM_FIELDS:
+        torch.testing.assert_close(getattr(one_each, k), getattr(per_seq, k), rtol=0, atol=0)
+    # 10 sequences into at most 4 blocks: 3 sequences a block ([0,3), [3,6), [6,9), [9,10)), batches aside.
+    by_two = fold(4, [0, 2, 4, 6, 8, 10])
+    at_once = fold(4, [0, 10])
+    assert (by_two.block_size, by_two.n_blocks) == (3, 4)
+    for k in SUM_FIELDS:
+        x = getattr(by_two.sums, k)
+        torch.testing.assert_close(x, getattr(at_once.sums, k), rtol=1e-15, atol=0)
+        torch.testing.assert_close(x[:, 1], getattr(per_seq, k)[:, 3:6].sum(dim=1))
+        torch.testing.assert_close(x.sum(dim=1), getattr(per_seq, k).sum(dim=1))
+
+
+def test_sequence_blocks_refuse_a_short_or_overlong_stream():
+    betas = torch.tensor([1.0], dtype=torch.float64)
+    sums = sequence_sums(_logits(shape=(3, 2, 5, 5)), betas)
+    blocks = SequenceBlocks(4, 2)
+    blocks.add(sums)
+    with pytest.raises(ValueError, match="3 of 4 sequences were added"):
+        blocks.sums
+    with pytest.raises(ValueError, match="6 sequences added to blocks made for 4"):
+        blocks.add(sums)
+    with pytest.raises(ValueError, match="max_blocks >= 1"):
+        SequenceBlocks(4, 0)

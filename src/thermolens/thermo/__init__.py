@@ -17,7 +17,7 @@ from thermolens.thermo.critical import (
 from thermolens.thermo.curves import Curves, curves
 from thermolens.thermo.ensemble import Ensemble, boltzmann, ensemble, entropy, heat_capacity, log_partition
 from thermolens.thermo.null import gaussian_null_logits, logit_std, shuffled_null_logits, within_row_sums
-from thermolens.thermo.sums import SequenceSums, sequence_sums
+from thermolens.thermo.sums import SequenceBlocks, SequenceSums, sequence_sums
 
 __all__ = [
     "BootstrapCriticalPoint",
@@ -25,6 +25,7 @@ __all__ = [
     "Curves",
     "Ensemble",
     "NullComparison",
+    "SequenceBlocks",
     "SequenceSums",
     "boltzmann",
     "bootstrap_critical_temperature",

@@ -131,6 +131,48 @@ class SequenceSums:
         return dataclasses.replace(first, **out)
 
 
+class SequenceBlocks:
+    """The ``SequenceSums`` of a stream of sequences, folded into at most ``max_blocks`` contiguous blocks.
+
+    ``n_sequences`` is known in advance; block ``b`` holds sequences ``[b s, (b + 1) s)`` with
+    ``s = ceil(n_sequences / max_blocks)``, so with ``n_sequences <= max_blocks`` every block is one
+    sequence and ``sums`` equals ``SequenceSums.concat`` of the batches. Memory is fixed by
+    ``max_blocks``, not by the corpus; the blocks are the units a bootstrap resamples. Sums are
+    additive, so every curve computed from the blocks equals the one from single sequences, and how the
+    stream is cut into batches does not change the blocks.
+    """
+
+    def __init__(self, n_sequences: int, max_blocks: int) -> None:
+        if n_sequences < 1 or max_blocks < 1:
+            raise ValueError(f"need n_sequences >= 1 and max_blocks >= 1 (got {n_sequences}, {max_blocks})")
+        self.n_sequences = int(n_sequences)
+        self.block_size = -(-self.n_sequences // int(max_blocks))
+        self.n_blocks = -(-self.n_sequences // self.block_size)
+        self._seen = 0
+        self._sums: SequenceSums | None = None
+
+    def add(self, sums: SequenceSums) -> None:
+        """Fold the next ``sums.n_sequences`` sequences of the stream into their blocks."""
+        stop = self._seen + sums.n_sequences
+        if stop > self.n_sequences:
+            raise ValueError(f"{stop} sequences added to blocks made for {self.n_sequences}")
+        if self._sums is None:
+            self._sums = dataclasses.replace(sums, **{
+                k: getattr(sums, k).new_zeros((sums.rows.shape[0], self.n_blocks, *sums.rows.shape[2:]))
+                for k in SUM_FIELDS})
+        index = torch.arange(self._seen, stop, device=sums.rows.device) // self.block_size
+        for k in SUM_FIELDS:
+            getattr(self._sums, k).index_add_(1, index, getattr(sums, k))
+        self._seen = stop
+
+    @property
+    def sums(self) -> SequenceSums:
+        """One entry per block on the batch axis (``(n_betas, n_blocks, heads)``)."""
+        if self._sums is None or self._seen != self.n_sequences:
+            raise ValueError(f"{self._seen} of {self.n_sequences} sequences were added; add them all first")
+        return self._sums
+
+
 # --------------------------------------------------------------------------------------------------
 # per-row key sums of one block of rows, in chunks of bounded memory
 

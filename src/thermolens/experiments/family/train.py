@@ -221,7 +221,7 @@ def scan_heads(model, windows, *, temperatures=None, n_boot: int = 200, ci: floa
             logits = cache[names.attn_logits(layer)].float()  # (seq, head, q, k)
             mask = cache[names.attn_mask(layer)][None, None]  # (1, 1, q, k)
             mask = mask.expand(logits.shape[0], 1, *mask.shape[2:])
-            acc[layer].real.append(thermo.sequence_sums(logits, betas, mask))
+            acc[layer].real = thermo.sequence_sums(logits, betas, mask)
             scan_mod._add_null_sums(acc[layer], logits[:take], mask[:take], betas, generator)
     heads, _ = scan_mod._tabulate(acc, layers, list(range(cfg.n_heads)), temps, config, cfg.d_head)
     return heads

@@ -118,6 +118,7 @@ def _accumulate(loaded: Any, tokens: Any, config: ScanStudyConfig, layers: list[
 
     n_seq = min(config.paired_sequences, tokens.n_seq)
     acc = {layer: _LayerSums() for layer in layers}
+    real: dict[int, list[Any]] = {layer: [] for layer in layers}
     calib: dict[int, list[Any]] = {layer: [] for layer in layers}
     generator = torch.Generator(device=loaded.device).manual_seed(config.scan.seed + 1)
     with torch.inference_mode():
@@ -126,14 +127,14 @@ def _accumulate(loaded: Any, tokens: Any, config: ScanStudyConfig, layers: list[
             captured = capture_batch(loaded, tokens.input_ids[start:stop], tokens.attention_mask[start:stop], layers)
             for layer in layers:
                 logits, mask = captured.logits[layer], captured.mask[layer]
-                acc[layer].real.append(thermo.sequence_sums(logits, betas, mask, check_finite=False))
+                real[layer].append(thermo.sequence_sums(logits, betas, mask, check_finite=False))
                 _add_null_sums(acc[layer], logits, mask, betas, generator)
                 sigma = torch.nan_to_num(thermo.logit_std(logits, mask))
                 calib_logits = thermo.gaussian_null_logits(mask, sigma, generator)
                 calib[layer].append(thermo.sequence_sums(calib_logits, betas, mask))
     out = {}
     for layer in layers:
-        parts = {"real": acc[layer].real, "gauss": acc[layer].gauss, "shuffled": acc[layer].shuffled,
+        parts = {"real": real[layer], "gauss": acc[layer].gauss, "shuffled": acc[layer].shuffled,
                  "calib": calib[layer]}
         out[layer] = {name: _select_heads(thermo.SequenceSums.concat(p), heads).numpy() for name, p in parts.items()}
     return out, n_seq

@@ -53,6 +53,9 @@ class ScanConfig:
     n_boot: bootstrap resamples of sequences for the CI of T*; ci: its coverage.
     null_sequences: sequences on which the null ensembles are drawn (their T* depends only on the
         number of keys and the logit spread, so a few sequences determine it well).
+    bootstrap_blocks: the bootstrap's resampling units. Up to this many sequences each is its own unit;
+        beyond, contiguous runs of sequences are summed into this many blocks (``thermo.SequenceBlocks``),
+        so the scan's memory stays flat in corpus length. Point estimates do not depend on it.
     """
 
     temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
@@ -65,6 +68,7 @@ class ScanConfig:
     n_boot: int = 200
     ci: float = 0.95
     null_sequences: int = 4
+    bootstrap_blocks: int = 512
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,6 +93,8 @@ class ScanConfig:
             raise ValueError(f"ci must lie in (0, 1) (got {self.ci})")
         if self.null_sequences < 1:
             raise ValueError(f"null_sequences must be at least 1 (got {self.null_sequences})")
+        if self.bootstrap_blocks < 2:
+            raise ValueError(f"bootstrap_blocks must be at least 2 (got {self.bootstrap_blocks})")
 
     def to_dict(self) -> dict[str, Any]:
         return io.to_jsonable(self)
@@ -186,9 +192,10 @@ class ScanResult:
 
 @dataclass
 class _LayerSums:
-    """Per-batch ``SequenceSums`` of one layer, and the additive pieces of its logit spread."""
+    """``SequenceSums`` of one layer: of the real logits per bootstrap unit, of the nulls per batch, and
+    the additive pieces of the logit spread."""
 
-    real: list[Any] = field(default_factory=list)
+    real: Any = None
     gauss: list[Any] = field(default_factory=list)
     shuffled: list[Any] = field(default_factory=list)
     spread: list[tuple[Any, Any]] = field(default_factory=list)  # (sum of squares, dof) per head, null sequences
@@ -299,6 +306,7 @@ def scan(
             progress(done, total)
 
     acc = {layer: _LayerSums() for layer in layers}
+    blocks = {layer: thermo.SequenceBlocks(tokens.n_seq, config.bootstrap_blocks) for layer in layers}
     losses: list[tuple[float, float]] = []
     clock = {"forward": 0.0, "thermo": 0.0}
     start = time.perf_counter()
@@ -318,12 +326,15 @@ def scan(
             for layer in layers:
                 logits, key_mask = captured.logits[layer], captured.mask[layer]
                 if quenched:
-                    acc[layer].real.append(thermo.sequence_sums(logits, betas, key_mask, check_finite=False))
+                    blocks[layer].add(thermo.sequence_sums(logits, betas, key_mask, check_finite=False))
                 if take:
                     _add_null_sums(acc[layer], logits[:take], key_mask[:take], betas, generator)
             clock["thermo"] += time.perf_counter() - t1
             tick()
-        if not quenched:
+        if quenched:
+            for layer in layers:
+                acc[layer].real = blocks[layer].sums
+        else:
             _propagated(loaded, tokens, config, layers, heads, temps, acc, losses, clock, tick)
     timings["forward_and_capture"] = clock["forward"]
     timings["thermo"] = clock["thermo"]
@@ -367,7 +378,7 @@ def _propagated(loaded, tokens, config, layers, heads, temps, acc, losses, clock
 
     per_t: dict[int, list[Any]] = {layer: [] for layer in layers}
     for T in temps:
-        batch_sums: dict[int, list[Any]] = {layer: [] for layer in layers}
+        blocks = {layer: thermo.SequenceBlocks(tokens.n_seq, config.bootstrap_blocks) for layer in layers}
         loss_sum, loss_n = 0.0, 0
         beta = torch.tensor([1.0 / T], dtype=torch.float64)
         with models.temperature(loaded, float(T), layers=layers, heads=heads):
@@ -381,16 +392,16 @@ def _propagated(loaded, tokens, config, layers, heads, temps, acc, losses, clock
                         loss_n += ids.shape[0]
                 t1 = time.perf_counter()
                 for layer in layers:
-                    batch_sums[layer].append(thermo.sequence_sums(captured.logits[layer], beta, captured.mask[layer],
-                                                                check_finite=False))
+                    blocks[layer].add(thermo.sequence_sums(captured.logits[layer], beta, captured.mask[layer],
+                                                           check_finite=False))
                 clock["thermo"] += time.perf_counter() - t1
                 tick()
         for layer in layers:
-            per_t[layer].append(thermo.SequenceSums.concat(batch_sums[layer]))
+            per_t[layer].append(blocks[layer].sums)
         if loss_n:
             losses.append((float(T), loss_sum / loss_n))
     for layer in layers:
-        acc[layer].real = [_stack_temperatures(per_t[layer])]
+        acc[layer].real = _stack_temperatures(per_t[layer])
 
 
 def _stack_temperatures(parts: list[Any]) -> Any:
@@ -427,7 +438,7 @@ def _tabulate(acc, layers, heads, temps, config: ScanConfig, d_head: int) -> tup
     head_rows, curve_frames = [], []
     for layer in layers:
         sums = acc[layer]
-        real = _select_heads(thermo.SequenceSums.concat(sums.real), heads)
+        real = _select_heads(sums.real, heads)
         curves = thermo.curves(real, temps)
         point = thermo.critical_temperature(temps, curves.heat_capacity)
         if config.n_boot > 0 and real.n_sequences >= 2:
