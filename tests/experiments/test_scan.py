@@ -100,6 +100,7 @@ def test_cli_scan_json(tmp_path, tiny_dir):
         (["--temperatures", "-1,1"], "positive"),
         (["--temperatures", "2,1"], "ascending"),
         (["--max-tokens", "0"], "max_tokens"),
+        (["--bootstrap-blocks", "1"], "bootstrap_blocks must be at least 2"),
         (["--model", "/nonexistent/model/dir"], "nonexistent"),
         (["--text", "/nonexistent/corpus.txt"], "corpus.txt"),
     ],

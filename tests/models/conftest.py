@@ -44,6 +44,20 @@ def _tiny(family: str):
         with torch.no_grad():  # large queries, so that the soft cap is actually reached
             for layer in model.model.layers:
                 layer.self_attn.q_proj.weight *= 300.0
+    elif family == "mistral":
+        # Sliding-window attention on every layer (window 4, shorter than the tests' 12 tokens), GQA.
+        config = tf.MistralConfig(
+            intermediate_size=48, num_key_value_heads=2, max_position_embeddings=64, sliding_window=4, **common
+        )
+        model = tf.MistralForCausalLM(config)
+    elif family == "qwen2":
+        # GQA, biased q/k/v projections, and sliding windows (4) on layers >= max_window_layers = 1 only:
+        # layer 0 attends to everything before it, layers 1 and 2 to the last 4 tokens.
+        config = tf.Qwen2Config(
+            intermediate_size=48, num_key_value_heads=2, max_position_embeddings=64, use_sliding_window=True,
+            sliding_window=4, max_window_layers=1, **common
+        )
+        model = tf.Qwen2ForCausalLM(config)
     else:  # pragma: no cover
         raise KeyError(family)
     return from_pretrained_model(model, name=f"tiny-{family}")
@@ -51,7 +65,7 @@ def _tiny(family: str):
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    return {family: _tiny(family) for family in ("bert", "bert-bare", "gpt2", "llama", "gemma2")}
+    return {family: _tiny(family) for family in ("bert", "bert-bare", "gpt2", "llama", "gemma2", "mistral", "qwen2")}
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,32 @@ def _own_attentions(loaded, ids, mask):
     return out.attentions
 
 
-@pytest.mark.parametrize("family", ["bert", "bert-bare", "gpt2", "llama"])
+def _window(loaded, layer):
+    """The sliding window of ``layer`` as the config states it (None: full attention)."""
+    config = loaded.model.config
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)  # Qwen2/Gemma-2 name each layer's kind; Mistral slides everywhere
+    if window is None or (types is not None and types[layer] != "sliding_attention"):
+        return None
+    return int(window)
+
+
+def _expected_valid(loaded, layer, mask, n):
+    """Keys that exist by definition: real tokens; for causal models j <= i; in a window of w, i - j < w."""
+    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    keys = torch.ones(n, n, dtype=torch.bool)
+    if loaded.is_causal:
+        keys &= j <= i
+    window = _window(loaded, layer)
+    if window is not None:
+        keys &= i - j < window
+    return mask[:, None, None, :].bool() & keys
+
+
+FAMILIES = ["bert", "bert-bare", "gpt2", "llama", "mistral", "qwen2"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_softmax_of_captured_logits_is_the_models_pattern(tiny_models, padded_batch, family):
     loaded = tiny_models[family]
     ids, mask = padded_batch()
@@ -35,18 +60,20 @@ def test_softmax_of_captured_logits_is_the_models_pattern(tiny_models, padded_ba
         logits = captured.logits[layer]
         assert logits.dtype == torch.float32
         assert logits.shape == (3, loaded.n_heads, 12, 12)
-        pattern = torch.softmax(logits, dim=-1)
-        assert (pattern - own[layer]).abs().max().item() < 1e-5
-        # The mask marks exactly the keys that exist: padding (and the future, for causal models).
+        # The mask marks exactly the keys that exist: padding, the future (causal), outside the window.
         valid = captured.mask[layer].expand_as(logits)
-        expected = mask[:, None, None, :].bool().expand_as(logits)
-        if loaded.is_causal:
-            expected = expected & torch.ones(12, 12, dtype=torch.bool).tril()
+        expected = _expected_valid(loaded, layer, mask, 12).expand_as(logits)
         assert torch.equal(valid, expected)
         assert torch.isfinite(logits[valid]).all() and torch.isneginf(logits[~valid]).all()
+        # Rows without any valid key (padding queries whose window holds only padding) are left out.
+        rows = valid.any(dim=-1)
+        pattern = torch.softmax(logits, dim=-1)
+        assert (pattern - own[layer])[rows].abs().max().item() < 1e-5
+    if _window(loaded, loaded.n_layers - 1) is not None:  # the window is really narrower than the sequence
+        assert captured.n_keys(loaded.n_layers - 1)[0, 0].tolist() == [1, 2, 3] + [4] * 9
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama", "mistral", "qwen2"])
 def test_unpadded_batch(tiny_models, padded_batch, family):
     # Without padding, sdpa's mask builder may return no mask at all (causal: is_causal=True).
     loaded = tiny_models[family]
@@ -56,7 +83,9 @@ def test_unpadded_batch(tiny_models, padded_batch, family):
     own = _own_attentions(loaded, ids, mask)
     for layer in captured.layers:
         assert (torch.softmax(captured.logits[layer], -1) - own[layer]).abs().max().item() < 1e-5
-    assert captured.n_keys(0)[0, 0].tolist() == (list(range(1, 13)) if loaded.is_causal else [12] * 12)
+        window = _window(loaded, layer) or 12
+        expected = [min(i + 1, window) for i in range(12)] if loaded.is_causal else [12] * 12
+        assert captured.n_keys(layer)[0, 0].tolist() == expected
 
 
 def test_soft_capping_and_sliding_window(tiny_models, padded_batch):

@@ -186,3 +186,16 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str, device_map: str | None = None) -> Any:
+    """Check ``--dtype`` against the resolved ``--device`` at the edge: the torch dtype, or ``ValueError``
+    saying the device cannot run it and which dtype it can. With ``--device-map`` the devices of the map
+    are checked when the model loads."""
+    from thermolens.models.loading import check_device
+    from thermolens.models.loading import resolve_dtype as as_torch_dtype
+
+    torch_dtype = as_torch_dtype(dtype)
+    if device_map is None:
+        check_device(device, torch_dtype)
+    return torch_dtype

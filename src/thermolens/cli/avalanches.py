@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from thermolens.cli._common import (
-    console, handle_errors, parse_grid, print_json, read_text_files, resolve_device, with_progress,
+    console, handle_errors, parse_grid, print_json, read_text_files, resolve_device, resolve_dtype,
+    with_progress,
 )
 
 KIND = "avalanches"
@@ -30,6 +31,8 @@ def avalanches(
     bootstrap: int = typer.Option(100, "--bootstrap", help="Clauset bootstrap replicates of the goodness of fit of each size distribution (0 skips it)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the null models and the bootstraps."),
     device: str = typer.Option("auto", "--device", help="'auto', 'cpu', 'cuda', 'cuda:1', ..."),
+    dtype: str = typer.Option("float32", "--dtype", help="Precision of the model's forward pass: 'float32', 'bfloat16' (CUDA needs compute capability >= 8.0) or 'float16'. Captured logits are computed in float32 from the model's q and k either way."),
+    device_map: str = typer.Option(None, "--device-map", help="Shard a model too large for one device over the GPUs and the CPU: 'auto', 'balanced', 'balanced_low_0' or 'sequential' (needs pip install 'thermolens[accelerate]'). Replaces --device. Default: the whole model on --device."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a model's own Python code to run (never by default)."),
     out: Path = typer.Option(Path("runs/avalanches"), "--out", help="Run directory to write."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into --out even if it holds something that is not a previous avalanches run."),
@@ -58,14 +61,17 @@ def avalanches(
     texts = read_text_files(text)
     io.check_run_dir(out, kind=KIND, overwrite=overwrite)
     device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device, device_map)
 
     from thermolens import models
     from thermolens.experiments.avalanches.measure import avalanches as run_avalanches
 
     # Everything that can be refused is checked before the run directory is created.
-    loaded = models.load_model(model, device=device, trust_remote_code=trust_remote_code)
+    loaded = models.load_model(model, device=device, dtype=torch_dtype, device_map=device_map,
+                               trust_remote_code=trust_remote_code)
     run_dir = io.prepare_run_dir(out, kind=KIND, overwrite=overwrite)
-    recorder = io.RunRecorder(run_dir, kind=KIND, command=io.command_line(), config=config.to_dict(), seed=seed)
+    run_config = {**config.to_dict(), "dtype": str(torch_dtype).removeprefix("torch."), "device_map": device_map}
+    recorder = io.RunRecorder(run_dir, kind=KIND, command=io.command_line(), config=run_config, seed=seed)
     with recorder:
         result = with_progress(
             lambda progress: run_avalanches(loaded, texts, config=config, device=device, progress=progress), quiet,

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from thermolens.cli._common import (
-    console, handle_errors, parse_grid, parse_ints, print_json, read_text_files, resolve_device, with_progress,
+    console, handle_errors, parse_grid, parse_ints, print_json, read_text_files, resolve_device, resolve_dtype,
+    with_progress,
 )
 
 KIND = "scan"
@@ -25,10 +26,13 @@ def scan(
     layers: str = typer.Option(None, "--layers", help="Layers to scan (and heat, in propagated mode), e.g. '0,1' or '0:3'. Default: all."),
     heads: str = typer.Option(None, "--heads", help="Heads to scan (and heat), e.g. '0,5'. Default: all."),
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of sequences for the CI of T*."),
+    bootstrap_blocks: int = typer.Option(512, "--bootstrap-blocks", help="Most bootstrap units: beyond this many sequences, contiguous runs of sequences are summed into this many blocks, so memory stays flat in corpus length (T* and the curves do not change)."),
     null_sequences: int = typer.Option(4, "--null-sequences", help="Sequences used to draw the null ensembles (4 x 128 tokens: 512 rows per head)."),
     power_law: bool = typer.Option(False, "--power-law/--no-power-law", help="Also run the seed paper's power-law check (Clauset bootstrap) on each head's attention weights at T*."),
     seed: int = typer.Option(0, "--seed", help="Seed for the null ensembles and the bootstrap."),
     device: str = typer.Option("auto", "--device", help="'auto', 'cpu', 'cuda', 'cuda:1', ..."),
+    dtype: str = typer.Option("float32", "--dtype", help="Precision of the model's forward pass: 'float32', 'bfloat16' (CUDA needs compute capability >= 8.0) or 'float16'. Captured logits are computed in float32 from the model's q and k either way."),
+    device_map: str = typer.Option(None, "--device-map", help="Shard a model too large for one device over the GPUs and the CPU: 'auto', 'balanced', 'balanced_low_0' or 'sequential' (needs pip install 'thermolens[accelerate]'). Replaces --device. Default: the whole model on --device."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a model's own Python code to run (never by default)."),
     out: Path = typer.Option(Path("runs/scan"), "--out", help="Run directory to write."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into --out even if it holds something that is not a previous scan."),
@@ -50,20 +54,24 @@ def scan(
         heads=tuple(parse_ints(heads, name="--heads")) if heads else None,
         n_boot=bootstrap,
         null_sequences=null_sequences,
+        bootstrap_blocks=bootstrap_blocks,
         seed=seed,
     )
     texts = read_text_files(text)
     io.check_run_dir(out, kind=KIND, overwrite=overwrite)
     device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device, device_map)
 
     from thermolens import models
     from thermolens.experiments.scan.critical import detect_critical_point
     from thermolens.experiments.scan.heads import scan as run_scan
 
     # Everything that can be refused is checked before the run directory is created.
-    loaded = models.load_model(model, device=device, trust_remote_code=trust_remote_code)
+    loaded = models.load_model(model, device=device, dtype=torch_dtype, device_map=device_map,
+                               trust_remote_code=trust_remote_code)
     run_dir = io.prepare_run_dir(out, kind=KIND, overwrite=overwrite)
-    recorder = io.RunRecorder(run_dir, kind=KIND, command=io.command_line(), config=config.to_dict(), seed=seed)
+    run_config = {**config.to_dict(), "dtype": str(torch_dtype).removeprefix("torch."), "device_map": device_map}
+    recorder = io.RunRecorder(run_dir, kind=KIND, command=io.command_line(), config=run_config, seed=seed)
     with recorder:
         result = with_progress(
             lambda progress: run_scan(loaded, texts, config=config, device=device, progress=progress), quiet, "scan"

@@ -142,10 +142,11 @@ def capture_activations(
             f"layers {bad} out of range; the model has {loaded.n_layers} layers (0..{loaded.n_layers - 1})"
         )
     seen: set[int] = set()
+    device = loaded.device  # a sharded model's layers sit on several devices: hand activations over on one
 
     def record(layer: int, x: torch.Tensor) -> None:
         seen.add(layer)
-        fn(layer, x.detach())
+        fn(layer, x.detach().to(device))
 
     with _hooked(loaded, site, chosen, record), torch.no_grad():
         loaded.base_model(**forward_kwargs(loaded, input_ids, attention_mask))

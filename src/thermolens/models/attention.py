@@ -22,6 +22,15 @@ mask builder, so the masks are unchanged). Our function
   model's fast kernel (sdpa) still runs: ``softmax((q/T).k s + b/T) = softmax(l/T)``;
 * otherwise calls the model's own implementation ``X`` untouched.
 
+Precision. Whatever the model's dtype, ``l`` is computed in float32: bfloat16/float16 ``q`` and
+``k`` are converted before their product, so the captured logits carry only the rounding of ``q``
+and ``k`` themselves, not a second rounding of every product to 8 (bfloat16) or 11 (float16)
+significant bits. The thermodynamic sums that use them (``thermolens.thermo.sequence_sums``) take
+float32 Boltzmann weights and accumulate in float64. The layer's own output keeps the model's dtype.
+
+Sharded models (a ``device_map``): each layer's logits are computed on that layer's device and
+gathered on ``LoadedModel.device`` (the input embeddings' device) when the forward pass ends.
+
 On leaving the block the implementation name is restored on the model's config (and sub-configs),
 also when the block raises. The registered names stay in transformers' registry (a name, not a
 hook on any model). Temperature as such — softmax of ``l / T`` and its thermodynamics — lives in
@@ -44,7 +53,7 @@ from typing import Any
 import torch
 
 from thermolens.models import names
-from thermolens.models.loading import LoadedModel, check_supported
+from thermolens.models.loading import LoadedModel, check_supported, input_device
 
 __all__ = ["CapturedLogits", "capture_logits", "temperature"]
 
@@ -59,10 +68,11 @@ IMPL_PREFIX = "thermolens|"
 class CapturedLogits:
     """Pre-softmax logits of the captured layers for one batch.
 
-    ``logits[layer]``: float32 ``(batch, head, n_q, n_k)``; entries at keys that do not exist are
-    ``-inf`` so that ``softmax(logits[layer], -1)`` is the model's own pattern.
-    ``mask[layer]``: bool ``(batch, 1 or head, n_q, n_k)``, True where the key exists (padding,
-    causal and ``-inf`` entries of additive masks are False). Tensors stay on the model's device.
+    ``logits[layer]``: float32 ``(batch, head, n_q, n_k)`` (also for bfloat16/float16 models);
+    entries at keys that do not exist are ``-inf`` so that ``softmax(logits[layer], -1)`` is the
+    model's own pattern. ``mask[layer]``: bool ``(batch, 1 or head, n_q, n_k)``, True where the key
+    exists (padding, causal and ``-inf`` entries of additive masks are False). Tensors are on
+    ``LoadedModel.device`` (for a sharded model: gathered there from every layer's device).
     A row can have no valid key at all (a padding query whose sliding window holds only padding):
     its logits are all ``-inf`` and ``n_keys`` is 0; leave such rows out.
     """
@@ -220,14 +230,17 @@ def _scores(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pre-softmax logits ``(batch, head, q, k)`` (-inf at missing keys) and the valid-key mask;
-    stored in ``store`` (checked finite) when given.
+    """The pre-softmax logits ``(batch, head, q, k)`` (float32 for bfloat16/float16 models; -inf at
+    missing keys) and the valid-key mask; stored in ``store`` (checked finite) when given.
 
     Every pass over the (batch, head, q, k) scores counts (it is most of what capture adds to a
     plain forward pass), hence the checks on the small mask before the big tensor is touched.
     """
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
+    if query.dtype in (torch.float16, torch.bfloat16):
+        # Reduced-precision models: the product of the model's own q and k, taken in float32.
+        query, key = query.float(), key.float()
     n_rep = query.shape[1] // key.shape[1]
     if n_rep > 1:  # grouped-query attention: one key head per query head, like repeat_kv
         key = key.repeat_interleave(n_rep, dim=1)
@@ -277,6 +290,8 @@ def _eager_attention(
     n_rep = query.shape[1] // value.shape[1]
     if n_rep > 1:
         value = value.repeat_interleave(n_rep, dim=1)
+    if isinstance(inv_t, torch.Tensor):
+        inv_t = inv_t.to(logits.device)
     heated = logits if inv_t is None else logits * inv_t
     if not bool(valid.any(dim=-1).all()):
         # Rows without any valid key: the dtype minimum keeps them finite (uniform), as in eager.
@@ -332,7 +347,7 @@ def _thermolens_attention(module, query, key, value, attention_mask, **kwargs):
         kwargs["scaling"] = scaling * inv_t
     else:
         kwargs["scaling"] = scaling
-        query = query * inv_t.to(dtype=query.dtype)
+        query = (query * inv_t.to(query.device)).to(query.dtype)  # one rounding, in the model's dtype
     if attention_mask is not None and attention_mask.dtype != torch.bool:
         frames = _FRAMES.get(id(module.config), [])
         cache = frames[-1].pure_mask_cache if frames else [None, False]
@@ -441,8 +456,10 @@ def temperature(
     """
     model, n_layers, n_heads = _model_shape(loaded_or_model)
     table = temperature_table(n_layers, n_heads, T, layers=layers, heads=heads)
-    param = next(model.parameters())
-    frame = _Frame(inv_t=_inverse_table(table, param.device, param.dtype))
+    # Per-head 1/T in (at least) float32, on the input device: each layer takes it to its own device,
+    # and q / T is rounded once, to the model's dtype, where it is used.
+    dtype = torch.promote_types(next(model.parameters()).dtype, torch.float32)
+    frame = _Frame(inv_t=_inverse_table(table, input_device(model), dtype))
     with _frame(model, frame):
         yield table
 
@@ -513,7 +530,8 @@ def capture_logits(
             f"layers {missing} of {loaded.family!r} did not go through the attention interface; "
             "this architecture is not supported by thermolens capture"
         )
+    device = loaded.device  # a sharded model's layers sit on several devices: gather them here
     return CapturedLogits(
-        logits={layer: store[layer][0] for layer in chosen},
-        mask={layer: store[layer][1] for layer in chosen},
+        logits={layer: store[layer][0].to(device) for layer in chosen},
+        mask={layer: store[layer][1].to(device) for layer in chosen},
     )
