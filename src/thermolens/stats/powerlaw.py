@@ -17,11 +17,13 @@ P(X <= u) with the empirical fraction <= u at every integer u >= xmin, the true 
 two step functions. (``powerlaw`` compares discrete CDFs only just below each value, which never tests
 the jump at a value, e.g. at xmin itself; its discrete KS distances are therefore smaller than these.)
 
-Speed: the exponent of every candidate comes from suffix sums in O(n). The KS distance of a candidate
-is bracketed from K points at evenly spaced tail ranks: between two sampled points both CDFs are
-monotone, so the distance there is at most max(F2 - e1, e2 - F1). Candidates whose lower bound
-exceeds the best exact distance are dropped; K grows eightfold per round until it covers every point of
-the survivors. The answer is the exact minimum, not an approximation.
+Speed (``_kssearch.py``, numba): the exponent of every candidate comes from suffix sums of log x in O(n),
+and the KS distances are searched by branch and bound: between two evaluated points both CDFs are
+monotone, which bounds the distance there; a candidate is dropped as soon as one of its points is farther
+from its law than the best exact distance found so far, and every other candidate is evaluated exactly.
+The answer is the exact minimum over every candidate, not an approximation (no grid, no subsampling).
+Time grows as ~n (1e8 values: about 15 s on one core) and memory as ~16 bytes per value: the sorted
+sample and one exponent per candidate (benchmarks/bench_fit_scale.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
-from thermolens.stats._data import MIN_TAIL, as_sample, check_tail
+from thermolens.stats import _kssearch
+from thermolens.stats._data import MIN_TAIL, as_sample, blocks, check_tail
 
 ALPHA_MAX = 40.0  # upper end of the exponent search where no closed form exists; reaching it is reported
 _ALPHA_MIN_DISCRETE = 1.0 + 1e-9  # the untruncated discrete law needs alpha > 1
@@ -102,40 +105,48 @@ def _mean_var_log(alpha, xmin, xmax, discrete):
 
 
 def _solve_alpha(mean_log, xmin, xmax, discrete, alpha0):
-    """Root of E_alpha[log X] = mean_log (E is decreasing in alpha): Newton steps kept inside a bisection bracket.
+    """Root of E_alpha[log X] = mean_log (E is decreasing in alpha): Newton steps kept inside a bisection bracket,
+    each entry until its step falls below 1e-11 relative (converged entries leave the iteration).
 
     Returns (alpha, at_bound)."""
+    mean_log = np.asarray(mean_log, dtype=np.float64)
+    xmin = np.broadcast_to(np.asarray(xmin, dtype=np.float64), mean_log.shape)
     lo = np.full_like(mean_log, _ALPHA_MIN_DISCRETE if (discrete or xmax is None) else _ALPHA_MIN_TRUNCATED)
     hi = np.full_like(mean_log, ALPHA_MAX)
     a = np.clip(alpha0, lo + 1e-6, hi - 1e-6)
+    active = np.arange(a.size)
     for _ in range(60):
-        m, v = _mean_var_log(a, xmin, xmax, discrete)
-        g = m - mean_log  # > 0: alpha too small
-        lo = np.where(g > 0, a, lo)
-        hi = np.where(g <= 0, a, hi)
-        step = a + g / np.maximum(v, 1e-300)  # dE/dalpha = -Var
-        inside = (step > lo) & (step < hi) & np.isfinite(step)
-        new = np.where(inside, step, 0.5 * (lo + hi))
-        done = np.abs(new - a) < 1e-11 * np.maximum(1.0, np.abs(a))
-        a = new
-        if done.all():
+        a_k, lo_k, hi_k = a[active], lo[active], hi[active]
+        m, v = _mean_var_log(a_k, xmin[active], xmax, discrete)
+        g = m - mean_log[active]  # > 0: alpha too small
+        lo_k = np.where(g > 0, a_k, lo_k)
+        hi_k = np.where(g <= 0, a_k, hi_k)
+        step = a_k + g / np.maximum(v, 1e-300)  # dE/dalpha = -Var
+        inside = (step > lo_k) & (step < hi_k) & np.isfinite(step)
+        new = np.where(inside, step, 0.5 * (lo_k + hi_k))
+        done = np.abs(new - a_k) < 1e-11 * np.maximum(1.0, np.abs(a_k))
+        a[active], lo[active], hi[active] = new, lo_k, hi_k
+        active = active[~done]
+        if active.size == 0:
             break
+    return a, _at_bound(a, discrete, xmax)
+
+
+def _at_bound(alpha, discrete, xmax):
+    """True where an exponent from ``_solve_alpha`` sits at an edge of the searched range."""
     bound_lo = _ALPHA_MIN_DISCRETE if (discrete or xmax is None) else _ALPHA_MIN_TRUNCATED
-    at_bound = (a - bound_lo < 1e-7) | (ALPHA_MAX - a < 1e-7)
-    return a, at_bound
+    return (alpha - bound_lo < 1e-7) | (ALPHA_MAX - alpha < 1e-7)
 
 
-def _cdf_below(x, alpha, xmin, xmax, discrete):
-    """P(X < x) for x >= xmin (arrays broadcast; alpha/xmin per row)."""
-    if discrete:
-        z_min = special.zeta(alpha, xmin)
-        z_x = special.zeta(alpha, x)
-        z_top = 0.0 if xmax is None else special.zeta(alpha, xmax + 1.0)
-        return (z_min - z_x) / (z_min - z_top)
-    t = -np.expm1((1.0 - alpha) * np.log(x / xmin))
+def _log_norm_continuous(alpha: float, xmin: float, xmax: float | None) -> float:
+    """log of the continuous law's prefactor: log p(x) = this - alpha log(x/xmin)."""
     if xmax is None:
-        return t
-    return t / -np.expm1((1.0 - alpha) * np.log(xmax / xmin))
+        return np.log(alpha - 1.0) - np.log(xmin)
+    if alpha == 1.0:
+        return -np.log(xmin) - np.log(np.log(xmax / xmin))
+    # (alpha - 1) / (xmin (1 - (xmax/xmin)^(1 - alpha))) > 0 for either sign of alpha - 1
+    cut = -np.expm1((1.0 - alpha) * np.log(xmax / xmin))
+    return np.log(abs(alpha - 1.0)) - np.log(xmin) - np.log(abs(cut))
 
 
 def loglikelihoods(x: np.ndarray, alpha: float, xmin: float, *, discrete: bool, xmax: float | None = None):
@@ -143,140 +154,79 @@ def loglikelihoods(x: np.ndarray, alpha: float, xmin: float, *, discrete: bool, 
     x = np.asarray(x, dtype=np.float64)
     if discrete:
         return -alpha * np.log(x) - _log_norm_discrete(np.asarray(alpha), np.asarray(xmin), xmax)
-    if xmax is None:
-        log_norm = np.log(alpha - 1.0) - np.log(xmin)
-    elif alpha == 1.0:
-        log_norm = -np.log(xmin) - np.log(np.log(xmax / xmin))
-    else:  # (alpha - 1) / (xmin (1 - (xmax/xmin)^(1 - alpha))) > 0 for either sign of alpha - 1
-        cut = -np.expm1((1.0 - alpha) * np.log(xmax / xmin))
-        log_norm = np.log(abs(alpha - 1.0)) - np.log(xmin) - np.log(abs(cut))
-    return log_norm - alpha * np.log(x / xmin)
+    return _log_norm_continuous(alpha, xmin, xmax) - alpha * np.log(x / xmin)
 
 
 # --------------------------------------------------------------------------------------------------
-# KS distance of every candidate, exactly, with bracketing and pruning
+# the candidates and their exponents
 
 
-@dataclass(frozen=True)
-class _Tail:
-    x: np.ndarray  # (n,) sorted data used for the fit
-    logx: np.ndarray  # (n,) log x
-    first: np.ndarray  # (n,) index of the first occurrence of x[j]'s value
-    last: np.ndarray  # (n,) index of the last occurrence of x[j]'s value
-    starts: np.ndarray  # (c,) first index of each candidate xmin
-    xmins: np.ndarray  # (c,)
-    alpha: np.ndarray  # (c,)
-    discrete: bool
-    xmax: float | None
+def _full_candidates(data: np.ndarray, min_tail: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(starts, xmins, count) of the full search: every distinct value but the largest with ``min_tail`` points
+    at or above it. Mostly distinct data get empty ``starts`` (the candidates are the leading point indices,
+    a view of ``data`` their xmins); heavily tied data (integers) list the first index of each value."""
+    n = data.size
+    c = min(n - min_tail + 1, int(np.searchsorted(data, data[-1], side="left")))
+    if c <= 0:
+        raise ValueError(
+            f"no xmin candidate leaves {min_tail} points in the tail ({n} points in all); pass more data"
+        )
+    n_distinct = 1 + sum(
+        int(np.count_nonzero(data[sl.start + 1 : sl.stop + 1] != data[sl])) for sl in blocks(c - 1)
+    )
+    if 2 * n_distinct > c:
+        return np.empty(0, dtype=np.int64), data[:c], n_distinct
+    starts = np.concatenate(
+        [[0]]
+        + [
+            sl.start + 1 + np.flatnonzero(data[sl.start + 1 : sl.stop + 1] != data[sl])
+            for sl in blocks(c - 1)
+        ]
+    ).astype(np.int64)
+    return starts, data[starts], n_distinct
 
 
-def _distances(tail: _Tail, r: np.ndarray, i: np.ndarray, pos: np.ndarray):
-    """|F - e| at data indices ``pos`` of candidates ``r`` (starting at data index ``i``), and the CDF pairs
-    just below (f, e) and, for discrete data, at (f2, e2) = (F(X <= x), fraction <= x)."""
-    m = tail.x.size - i
-    alpha, xmin = tail.alpha[r][:, None], tail.xmins[r][:, None]
-    e = (tail.first[pos] - i) / m
-    if not tail.discrete:  # log x is precomputed: one exp per point instead of a log and an exp
-        f = -np.expm1((1.0 - alpha) * (tail.logx[pos] - np.log(xmin)))
-        if tail.xmax is not None:
-            f = f / -np.expm1((1.0 - alpha) * np.log(tail.xmax / xmin))
-        d = np.abs(f - e)
-        return d, f, e, f, e
-    xv = tail.x[pos]
-    f = _cdf_below(xv, alpha, xmin, tail.xmax, True)
-    d = np.abs(f - e)
-    e2 = (tail.last[pos] + 1 - i) / m
-    f2 = _cdf_below(xv + 1.0, alpha, xmin, tail.xmax, True)
-    return np.maximum(d, np.abs(f2 - e2)), f, e, f2, e2
+def _candidate_alphas(data, starts, xmins, discrete, xmax) -> np.ndarray:
+    """MLE exponent of every candidate from suffix sums of log x (block by block: no n-sized temporaries).
+
+    ``starts`` empty means candidate r starts at point r (``xmins.size`` of them)."""
+    n, c = data.size, xmins.size
+    alphas = np.empty(c)
+    closed_form = not discrete and xmax is None
+    if closed_form and starts.size == 0:
+        _kssearch.tail_log_sums(data, starts, alphas, True)
+        return alphas
+    _kssearch.tail_log_sums(data, starts, alphas, False)  # sums of log x, turned into alphas in place
+    for sl in blocks(c):
+        first = starts[sl] if starts.size else np.arange(sl.start, sl.stop)
+        mean_log = alphas[sl] / (n - first).astype(np.float64)
+        rel = mean_log - np.log(xmins[sl])  # mean log(x/xmin)
+        if closed_form:
+            with np.errstate(divide="ignore"):
+                alphas[sl] = 1.0 + 1.0 / rel
+            continue
+        shift = np.log(xmins[sl] / np.maximum(xmins[sl] - 0.5, 0.5)) if discrete else 0.0
+        alpha0 = 1.0 + 1.0 / np.maximum(rel + shift, 1e-12)  # Clauset eq. (3.7) approximation as the start
+        alphas[sl] = _solve_alpha(mean_log, xmins[sl], xmax, discrete, alpha0)[0]
+    return alphas
 
 
-def _bracket(tail: _Tail, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lower and upper bounds of the KS distance of candidates ``rows`` from ``k`` points each, and the
-    data index of the sampled point where the distance was largest."""
-    n = tail.x.size
-    lb = np.empty(rows.size)
-    ub = np.empty(rows.size)
-    peak = np.empty(rows.size, dtype=np.int64)
-    chunk = max(1, (1 << 21) // k)
-    ks = np.arange(k, dtype=np.int64)
-    for s in range(0, rows.size, chunk):
-        r = rows[s : s + chunk]
-        i = tail.starts[r][:, None]  # (rows, 1)
-        m = n - i
-        pos = i + (ks[None, :] * (m - 1)) // (k - 1)  # (rows, k) tail ranks, both ends included
-        d, f, e, f2, e2 = _distances(tail, r, i, pos)
-        arg = d.argmax(axis=1)
-        lo = d[np.arange(r.size), arg]
-        # between two sampled points every CDF value lies between its values at the two ends
-        gap = np.maximum(f2[:, 1:] - e[:, :-1], e2[:, 1:] - f[:, :-1]).max(axis=1)
-        exact = m[:, 0] <= k  # every point was sampled
-        lb[s : s + r.size] = lo
-        ub[s : s + r.size] = np.where(exact, lo, np.maximum(lo, gap))
-        peak[s : s + r.size] = pos[np.arange(r.size), arg]
-    return lb, ub, peak
-
-
-def _window(tail: _Tail, rows: np.ndarray, centre: np.ndarray, half: int) -> np.ndarray:
-    """Largest |F - e| over the 2*half+1 consecutive points around ``centre`` (a lower bound of the KS
-    distance that is usually exact: the coarse maximum sits next to the true one)."""
-    n = tail.x.size
-    out = np.empty(rows.size)
-    offs = np.arange(-half, half + 1, dtype=np.int64)
-    chunk = max(1, (1 << 21) // offs.size)
-    for s in range(0, rows.size, chunk):
-        r = rows[s : s + chunk]
-        i = tail.starts[r][:, None]
-        pos = np.clip(centre[s : s + chunk, None] + offs[None, :], i, n - 1)
-        out[s : s + r.size] = _distances(tail, r, i, pos)[0].max(axis=1)
-    return out
-
-
-def _exact_ks(tail: _Tail, row: int) -> float:
-    i = int(tail.starts[row])
-    r = np.array([row])
-    pos = np.arange(i, tail.x.size)[None, :]
-    return float(_distances(tail, r, np.array([[i]]), pos)[0].max())
-
-
-def _best_candidate(tail: _Tail) -> tuple[int, float]:
-    """Index (into the candidates) and KS distance of the candidate with the smallest distance.
-
-    Each round brackets the survivors' distances from K points, evaluates the few most promising
-    candidates exactly (a tight bound on the minimum), and drops every candidate whose lower bound
-    exceeds it. Ties go to the smallest xmin, as in ``plfit``/``powerlaw``."""
-    m_all = tail.x.size - tail.starts
-    exact: dict[int, float] = {}
-
-    def evaluate(row: int) -> float:
-        if row not in exact:
-            exact[row] = _exact_ks(tail, row)
-        return exact[row]
-
-    alive = np.arange(tail.starts.size)
-    best = np.inf
-    k = 16
-    while True:
-        lb, ub, peak = _bracket(tail, alive, k)
-        best = min(best, float(ub.min()))
-        for j in np.argsort(lb)[:4]:
-            best = min(best, evaluate(int(alive[j])))
-        keep = lb <= best * (1 + 1e-12)
-        alive, lb, ub, peak = alive[keep], lb[keep], ub[keep], peak[keep]
-        half = int(min(256 if k > 16 else 32, -(-int(m_all[alive].max()) // (k - 1))))
-        lb = np.maximum(lb, _window(tail, alive, peak, half))
-        keep = lb <= best * (1 + 1e-12)
-        alive, lb, ub = alive[keep], lb[keep], ub[keep]
-        for row, d in zip(alive[m_all[alive] <= k], lb[m_all[alive] <= k]):
-            exact[int(row)] = float(d)
-        if (m_all[alive] <= k).all():
-            break  # every survivor was evaluated at all of its points
-        k = min(8 * k, int(m_all[alive].max()))
-    for j in np.argsort(lb):
-        if lb[j] > best * (1 + 1e-12):
-            break
-        best = min(best, evaluate(int(alive[j])))
-    winners = [row for row in alive if exact.get(int(row), np.inf) <= best]
-    return int(min(winners)), float(best)
+def _search_order(data: np.ndarray, starts: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeds (candidates whose tails hold about n/2, n/4, ... points) and the strides 16^j, ..., 16, 1 of the
+    coarse-to-fine visit (the first stride leaves 16 to 256 candidates)."""
+    n = data.size
+    sizes = n // 2 ** np.arange(1, max(2, int(np.log2(n))), dtype=np.int64)
+    if starts.size:
+        seeds = np.searchsorted(
+            starts, n - sizes, side="left"
+        )  # first candidate with at most that many points
+    else:
+        seeds = np.searchsorted(data, data[np.clip(n - sizes, 0, n - 1)], side="left")  # first of its value
+    seeds = np.unique(seeds[seeds < c]).astype(np.int64)
+    strides = [1]
+    while strides[-1] * 16 * 16 <= c:
+        strides.append(strides[-1] * 16)
+    return seeds, np.array(strides[::-1], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,7 +234,7 @@ def _best_candidate(tail: _Tail) -> tuple[int, float]:
 
 
 def _prepare(x: ArrayLike, discrete: bool, xmax: float | None) -> np.ndarray:
-    """Sorted, validated data, cut at xmax."""
+    """Sorted, validated data, cut at xmax (a view: no copy)."""
     data = as_sample(x, discrete=discrete)
     if xmax is None:
         return data
@@ -292,26 +242,49 @@ def _prepare(x: ArrayLike, discrete: bool, xmax: float | None) -> np.ndarray:
         raise ValueError(f"xmax={xmax} must be a positive finite number (or omitted)")
     if discrete and xmax != np.floor(xmax):
         raise ValueError(f"xmax={xmax} must be an integer for a discrete fit")
-    kept = data[data <= xmax]
-    if kept.size == 0 or kept.min() == kept.max():
+    kept = data[: np.searchsorted(data, xmax, side="right")]
+    if kept.size == 0 or kept[0] == kept[-1]:
         raise ValueError(f"xmax={xmax:g} leaves fewer than two distinct values; raise xmax")
     return kept
 
 
-def _candidate_alphas(x, starts, xmins, discrete, xmax):
-    """MLE exponent for every candidate xmin from suffix sums of log x."""
-    n = x.size
-    logx = np.log(x)
-    suffix = np.concatenate([np.cumsum(logx[::-1])[::-1], [0.0]])
-    m = (n - starts).astype(np.float64)
-    mean_log = suffix[starts] / m
-    rel = mean_log - np.log(xmins)  # mean log(x/xmin)
-    if not discrete and xmax is None:
-        with np.errstate(divide="ignore"):
-            return 1.0 + 1.0 / rel, np.zeros(starts.size, dtype=bool)
-    shift = np.log(xmins / np.maximum(xmins - 0.5, 0.5)) if discrete else 0.0
-    alpha0 = 1.0 + 1.0 / np.maximum(rel + shift, 1e-12)  # Clauset eq. (3.7) approximation as the start
-    return _solve_alpha(mean_log, xmins, xmax, discrete, alpha0)
+def _grid_candidates(data, xmin, discrete, min_tail, fixed):
+    """(starts, xmins) of a fixed xmin or a user grid of them."""
+    if fixed:
+        xmin_f = float(xmin)
+        if not np.isfinite(xmin_f) or xmin_f <= 0:
+            raise ValueError(f"xmin={xmin} must be a positive finite number")
+        if discrete and xmin_f != np.floor(xmin_f):
+            raise ValueError(f"xmin={xmin_f:g} must be an integer for a discrete fit")
+        if xmin_f > data[-1]:
+            raise ValueError(f"xmin={xmin_f:g} is above the largest value {data[-1]:g}; lower xmin")
+        starts = np.searchsorted(data, [xmin_f], side="left")
+        check_tail(int(data.size - starts[0]), xmin_f)
+        return starts, np.array([xmin_f])
+    grid = np.unique(np.asarray(xmin, dtype=np.float64))
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or (grid <= 0).any():
+        raise ValueError("the xmin grid must hold positive finite values")
+    if discrete and not np.all(grid == np.floor(grid)):
+        raise ValueError("the xmin grid must hold integers for a discrete fit")
+    grid = grid[grid < data[-1]]
+    if grid.size == 0:
+        raise ValueError(f"every xmin in the grid is at or above the largest value {data[-1]:g}; lower them")
+    starts = np.searchsorted(data, grid, side="left")
+    ok = data.size - starts >= min_tail
+    if not ok.any():
+        raise ValueError(
+            f"no xmin candidate leaves {min_tail} points in the tail ({data.size} points in all); pass more data"
+        )
+    return starts[ok], grid[ok]
+
+
+def _loglikelihood(
+    alpha: float, xmin: float, m: int, sum_log: float, discrete: bool, xmax: float | None
+) -> float:
+    """Sum of log p(x) over a tail of ``m`` points whose logs sum to ``sum_log`` (the law's sufficient statistic)."""
+    if discrete:
+        return -alpha * sum_log - m * float(_log_norm_discrete(np.asarray(alpha), np.asarray(xmin), xmax))
+    return float(m * _log_norm_continuous(alpha, xmin, xmax) - alpha * (sum_log - m * np.log(xmin)))
 
 
 def fit_power_law(
@@ -327,65 +300,44 @@ def fit_power_law(
     ``xmin``: ``None`` searches every distinct value (except the largest) whose tail holds at least
     ``min_tail`` points; a sequence searches only those values; a number fixes xmin. ``xmax``: optional
     upper truncation (data above it are discarded; the law is normalised on [xmin, xmax]).
-    ``discrete``: integer data, Hurwitz-zeta normalisation.
+    ``discrete``: integer data, Hurwitz-zeta normalisation. ``x`` may be any 1-D array of numbers (ints and
+    float32 are converted once); a sorted float64 array is used without a copy.
     """
     if min_tail < 2:
         raise ValueError(f"min_tail={min_tail} must be at least 2")
     data = _prepare(x, discrete, xmax)
     n = data.size
-    first = np.searchsorted(data, data, side="left")
-    last = np.searchsorted(data, data, side="right") - 1
     fixed = xmin is not None and np.ndim(xmin) == 0
-    if fixed:
-        xmin_f = float(xmin)  # type: ignore[arg-type]
-        if not np.isfinite(xmin_f) or xmin_f <= 0:
-            raise ValueError(f"xmin={xmin} must be a positive finite number")
-        if discrete and xmin_f != np.floor(xmin_f):
-            raise ValueError(f"xmin={xmin_f:g} must be an integer for a discrete fit")
-        if xmin_f > data[-1]:
-            raise ValueError(f"xmin={xmin_f:g} is above the largest value {data[-1]:g}; lower xmin")
-        starts = np.searchsorted(data, [xmin_f], side="left")
-        check_tail(int(n - starts[0]), xmin_f)
-        xmins = np.array([xmin_f])
+    if xmin is None:
+        starts, xmins, n_candidates = _full_candidates(data, min_tail)
     else:
-        if xmin is None:
-            starts = np.flatnonzero(np.r_[True, data[1:] != data[:-1]])[:-1]  # distinct values but the largest
-            xmins = data[starts]
-        else:
-            grid = np.unique(np.asarray(xmin, dtype=np.float64))
-            if grid.size == 0 or not np.all(np.isfinite(grid)) or (grid <= 0).any():
-                raise ValueError("the xmin grid must hold positive finite values")
-            if discrete and not np.all(grid == np.floor(grid)):
-                raise ValueError("the xmin grid must hold integers for a discrete fit")
-            grid = grid[grid < data[-1]]
-            if grid.size == 0:
-                raise ValueError(f"every xmin in the grid is at or above the largest value {data[-1]:g}; lower them")
-            starts, xmins = np.searchsorted(data, grid, side="left"), grid
-        ok = n - starts >= min_tail
-        if not ok.any():
-            raise ValueError(
-                f"no xmin candidate leaves {min_tail} points in the tail ({n} points in all); pass more data"
-            )
-        starts, xmins = starts[ok], xmins[ok]
-    alphas, at_bound = _candidate_alphas(data, starts, xmins, discrete, xmax)
-    tail = _Tail(data, np.log(data), first, last, starts, xmins, alphas, discrete, xmax)
-    best, ks = _best_candidate(tail)
+        starts, xmins = _grid_candidates(data, xmin, discrete, min_tail, fixed)
+        n_candidates = starts.size
+    alphas = _candidate_alphas(data, starts, xmins, discrete, xmax)
+    seeds, strides = _search_order(data, starts, xmins.size)
+    best, ks = _kssearch.search(
+        starts, xmins, alphas, data, discrete, 0.0 if xmax is None else float(xmax), seeds, strides
+    )
     alpha = float(alphas[best])
     x_min = float(xmins[best])
-    tail_x = data[starts[best] :]
+    start = np.array([starts[best] if starts.size else best])
+    n_tail = int(n - start[0])
+    sum_log = np.empty(1)
+    _kssearch.tail_log_sums(data, start, sum_log, False)
     _, var = _mean_var_log(np.asarray(alpha), np.asarray(x_min), xmax, discrete)
+    closed_form = not discrete and xmax is None
     return PowerLawFit(
         alpha=alpha,
         xmin=x_min,
-        n_tail=int(tail_x.size),
-        ks_distance=ks,
-        alpha_stderr=float(1.0 / np.sqrt(tail_x.size * var)),
+        n_tail=n_tail,
+        ks_distance=float(ks),
+        alpha_stderr=float(1.0 / np.sqrt(n_tail * var)),
         discrete=discrete,
         xmax=None if xmax is None else float(xmax),
         n=int(n),
-        loglikelihood=float(loglikelihoods(tail_x, alpha, x_min, discrete=discrete, xmax=xmax).sum()),
-        alpha_at_bound=bool(at_bound[best]),
-        n_candidates=int(starts.size),
+        loglikelihood=_loglikelihood(alpha, x_min, n_tail, float(sum_log[0]), discrete, xmax),
+        alpha_at_bound=False if closed_form else bool(_at_bound(alpha, discrete, xmax)),
+        n_candidates=int(n_candidates),
         xmin_fixed=bool(fixed),
     )
 
@@ -407,7 +359,9 @@ class PowerLawSampler:
     table: np.ndarray  # survival P(X >= xmin + k), k = 0..table_size (discrete only)
 
     @classmethod
-    def build(cls, alpha: float, xmin: float, *, discrete: bool, xmax: float | None = None, table_size: int = 20000):
+    def build(
+        cls, alpha: float, xmin: float, *, discrete: bool, xmax: float | None = None, table_size: int = 20000
+    ):
         if discrete:
             top = table_size if xmax is None else min(table_size, int(xmax - xmin) + 1)
             k = xmin + np.arange(top + 1, dtype=np.float64)
