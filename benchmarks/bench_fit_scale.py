@@ -197,7 +197,7 @@ def main() -> str:
                 checks.append(t < limits[n])
     return "\n".join(
         [
-            "## fit_scale",
+            "## fit_scale (issue 18): the power-law engine at 1e5..1e8 values, 2 cores",
             "",
             "`fit_power_law` with the full xmin search (every distinct value; exact minimum of the KS distance) at",
             "1e5..1e8 points. Each fit runs in a fresh process that loads the sample from an .npy file; time is the fit",
