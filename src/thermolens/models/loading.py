@@ -327,7 +327,7 @@ def _probe(dtype: torch.dtype, device: str) -> str | None:
         z = torch.softmax(x @ x.transpose(-1, -2), dim=-1) @ torch.nn.functional.layer_norm(y, (8,))
         if not bool(torch.isfinite(z.float()).all()):
             return f"non-finite results in {_dtype_name(dtype)}"
-    except (RuntimeError, TypeError, NotImplementedError) as exc:
+    except (RuntimeError, TypeError, NotImplementedError) as exc:  # what torch raises for a dtype a device lacks
         return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return None
 
