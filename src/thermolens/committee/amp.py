@@ -1,4 +1,4 @@
-"""Approximate message passing for the committee machine on finite instances (K = 1, 2).
+"""Approximate message passing for the committee machine on finite instances (K = 1, 2, odd K <= 11).
 
 The vector-valued GAMP of Aubin et al. (2018), arXiv:1806.05451, Sec. 4 (after Rangan 2011,
 arXiv:1010.5141), for y = phi(X W* / sqrt(n)), with K x K matrices in place of scalar variances:
@@ -10,15 +10,20 @@ arXiv:1010.5141), for y = phi(X W* / sqrt(n)), with K x K matrices in place of s
     B      = X^T g / sqrt(n) + W_hat A                             (n x K)
     W_hat, C = posterior mean and covariance of P0(w) exp(B.w - w^T A w / 2)
 
-with damping on (W_hat, C). Its fixed points and its trajectory are predicted by state evolution
-(``thermolens.committee.state_evolution``): A <-> R_hat, V <-> I - Q. The overlap reported is
+with damping on (W_hat, C). K = 1, 2 use the exact output channel (``channels.g_out``). Odd K >= 3
+use the committee-symmetric channel (``channels.g_out_symmetric``: V replaced by its average over unit
+permutations, the same form the K >= 3 state evolution assumes) and A = (1/n) sum_mu g_mu g_mu^T, equal to
+-(1/n) sum_mu dg_mu at the Bayes-optimal fixed point (Nishimori) and to what SE iterates (R_hat = alpha
+E[g g^T]); the Hessian is then never needed. Starts: ``random`` (W_hat ~ N(0, init_scale^2), C = I) or
+``informed`` (planted: W_hat = q0 W* + sqrt(q0 (1 - q0)) xi, C = (1 - q0) I, so Q = q0 I and
+W_hat^T W_hat / n = q0 as SE's informed branch starts). Its fixed points and its trajectory are predicted
+by state evolution (``thermolens.committee.state_evolution``, ``general_k``): A <-> R_hat, V <-> I - Q. The overlap reported is
 Q = W_hat^T W* / n after matching student to teacher units (the committee is invariant under
 their permutation); the test error is that of y_hat = phi(x W_hat / sqrt(n)) on fresh samples.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 import warnings
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thermolens.committee.channels import g_out, prior_denoise
+from thermolens.committee.channels import g_out, g_out_symmetric, prior_denoise, symmetric_projection
 from thermolens.committee.data import CommitteeData, check_model, committee_output, generate
 from thermolens.committee.generalization import gibbs_error, plugin_error
 from thermolens.committee.state_evolution import project_overlap
@@ -39,6 +44,19 @@ WARN_N = 500
 # V -> 0 no sample of a finite instance stays within sqrt(V) of a decision boundary, the messages
 # underflow to 0 and the next step would forget everything.
 COLLAPSED = 1e-6
+K_MAX = 11  # odd K beyond this: use the large-K state evolution
+STARTS = ("random", "informed")
+# odd K >= 3: quadrature nodes of the common noise factor are raised until g on a probe of samples
+# agrees with a 1.5x finer rule to this relative accuracy (the rule needs more nodes as V approaches
+# the non-specialized form, kappa -> 1: docs/committee.md)
+_G_RTOL = 1e-5
+_PROBE = 256
+_N_U_MAX = 2000
+# Finite instances need not converge pointwise: at K >= 3 the order parameters settle within O(1/sqrt(n))
+# and then wander slowly (directions of W_hat with no overlap drift). A run whose order parameters
+# (W_hat^T W_hat / n, V) stay within a band of width max(10 tol, 1/sqrt(n)) over _WINDOW iterations, after
+# at least 2 _WINDOW, is stopped as ``stationary``.
+_WINDOW = 20
 
 
 @dataclass(frozen=True)
@@ -48,8 +66,9 @@ class AMPConfig:
     only against oscillations); converged when
     the order parameters stop moving: max |change| of W_hat^T W_hat / n and of V below ``tol``
     (directions of W_hat that carry no overlap may keep drifting slowly without changing any
-    prediction); ``init_scale``: std of the random start of W_hat (uninformed); ``n_test``: fresh
-    samples for the test error."""
+    prediction); ``start``: ``random`` (uninformed, std ``init_scale``) or ``informed`` (planted at
+    overlap ``q0`` with the teacher); ``n_test``: fresh samples for the test error; ``n_u``: initial
+    nodes of the common-factor rule (odd K >= 3, raised automatically)."""
 
     K: int = 2
     prior: str = "gaussian"
@@ -59,11 +78,23 @@ class AMPConfig:
     damping: float = 0.0
     init_scale: float = 0.1
     n_test: int = 20_000
+    start: str = "random"
+    q0: float = 0.99
+    n_u: int = 24
 
     def __post_init__(self) -> None:
         check_model(self.K, self.prior, self.activation)
-        if self.K > 2:
-            raise ValueError(f"K={self.K}: AMP is implemented for K = 1, 2 (exact output channel)")
+        if self.K > 2 and self.K % 2 == 0:
+            raise ValueError(f"K={self.K}: AMP for K >= 3 uses the committee-symmetric output channel, which needs "
+                             "odd K (an even committee ties); use K = 1, 2 or an odd K <= 11")
+        if self.K > K_MAX:
+            raise ValueError(f"K={self.K}: AMP is implemented for K = 1, 2 and odd K <= {K_MAX}")
+        if self.start not in STARTS:
+            raise ValueError(f"start={self.start!r}: choose one of {', '.join(STARTS)}")
+        if not (0.0 < self.q0 < 1.0):
+            raise ValueError(f"q0={self.q0} (overlap of the informed start) must lie in (0, 1)")
+        if self.n_u < 8:
+            raise ValueError(f"n_u={self.n_u} must be >= 8")
         if self.max_iter < 1:
             raise ValueError(f"max_iter={self.max_iter} must be >= 1")
         if not (0.0 < self.tol < 1.0):
@@ -82,11 +113,13 @@ class AMPResult:
     same unit order (equal to Q at a Bayes-optimal fixed point: Nishimori); ``eps_test``: test error on
     ``n_test`` fresh samples; ``eps_plugin``/``eps_gibbs``: the closed forms at the measured Q;
     ``seconds``/``cpu_seconds``: wall-clock and process CPU time of the iterations (not of the test
-    error); ``history`` (n_iter, 2): order-parameter change and mean overlap trace / K per iteration."""
+    error); ``history`` (n_iter, 2): order-parameter change and mean overlap trace / K per iteration;
+    ``converged``: the change fell below ``tol``; ``stationary``: stopped on the plateau band instead."""
 
     alpha: float
     n: int
     seed: int
+    start: str
     Q: np.ndarray
     Q_self: np.ndarray
     q_d: float
@@ -96,6 +129,7 @@ class AMPResult:
     eps_gibbs: float
     n_iter: int
     converged: bool
+    stationary: bool
     final_change: float
     seconds: float
     cpu_seconds: float
@@ -119,9 +153,13 @@ def _times_transposed(X: np.ndarray, G: np.ndarray) -> np.ndarray:
 
 
 def _best_permutation(Q: np.ndarray) -> list[int]:
-    """Order of student units (rows of Q) that maximises the trace of the overlap."""
-    K = Q.shape[0]
-    return list(max(itertools.permutations(range(K)), key=lambda p: float(np.trace(Q[list(p)]))))
+    """Order of student units (rows of Q) that maximises the trace of the overlap (an assignment problem)."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(-Q)
+    order = np.empty(Q.shape[0], dtype=int)
+    order[cols] = rows
+    return order.tolist()
 
 
 def _align(Q: np.ndarray) -> np.ndarray:
@@ -156,8 +194,37 @@ def _check_size(n: int, alpha: float) -> None:
         )
 
 
+class _SymmetricChannel:
+    """g_out of the odd-K committee, with the common-factor rule refined until a probe of samples agrees
+    with a 1.5x finer rule to ``_G_RTOL`` (the node count only grows during a run)."""
+
+    def __init__(self, n_u: int):
+        self.n_u = n_u
+
+    def __call__(self, y: np.ndarray, omega: np.ndarray, V: np.ndarray) -> np.ndarray:
+        probe = slice(0, min(_PROBE, len(y)))
+        while True:
+            fine = int(math.ceil(1.5 * self.n_u))
+            a = g_out_symmetric(y[probe], omega[probe], V, self.n_u)
+            b = g_out_symmetric(y[probe], omega[probe], V, fine)
+            if np.max(np.abs(a - b)) <= _G_RTOL * max(float(np.max(np.abs(b))), 1e-300) or fine > _N_U_MAX:
+                break
+            self.n_u = fine
+        return g_out_symmetric(y, omega, V, self.n_u)
+
+
+def _start(data: CommitteeData, config: AMPConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(W_hat, C) at the start: random, or planted at overlap q0 (Q = q0 I, W^T W / n = q0, V = (1 - q0) I)."""
+    n, K = data.n, data.K
+    if config.start == "random":
+        return config.init_scale * rng.standard_normal((n, K)), np.eye(K)
+    q0 = config.q0
+    W = q0 * data.W_star + math.sqrt(q0 * (1.0 - q0)) * rng.standard_normal((n, K))
+    return W, (1.0 - q0) * np.eye(K)
+
+
 def run_amp(data: CommitteeData, config: AMPConfig, *, seed: int = 0) -> AMPResult:
-    """Run AMP on one instance from a random (uninformed) start drawn with ``seed``."""
+    """Run AMP on one instance from the configured start (random draws from ``seed``)."""
     if data.K != config.K or data.prior != config.prior:
         raise ValueError(f"data has K={data.K}, prior={data.prior}; config has K={config.K}, prior={config.prior}")
     _check_size(data.n, data.alpha)
@@ -166,16 +233,25 @@ def run_amp(data: CommitteeData, config: AMPConfig, *, seed: int = 0) -> AMPResu
     n, m, K = data.n, data.m, data.K
     sqrt_n = math.sqrt(n)
     X = data.X  # (m, n) float32
-    W = config.init_scale * rng.standard_normal((n, K))
-    C = np.eye(K)  # mean posterior covariance; AMP only needs the mean for i.i.d. Gaussian X
+    W, C = _start(data, config, rng)  # C: mean posterior covariance; AMP only needs the mean for i.i.d. X
+    symmetric = _SymmetricChannel(config.n_u) if K >= 3 else None
     g_prev = np.zeros((m, K))
-    history = []
-    converged, change = False, math.inf
-    for _ in range(config.max_iter):
+    history, params = [], []
+    band = max(10.0 * config.tol, 1.0 / sqrt_n)
+    converged, stationary, change = False, False, math.inf
+    for it in range(config.max_iter):
         V = 0.5 * (C + C.T)
+        if symmetric is not None:  # the channel sees the symmetric part; the Onsager term must use the same V
+            v_d, b = symmetric_projection(V)
+            V = v_d * np.eye(K) + b
         omega = _times(X, W) / sqrt_n - g_prev @ V  # (m, K)
-        g, dg = g_out(data.y, omega, V)
-        A = -dg.sum(axis=0) / n
+        if symmetric is None:
+            g, dg = g_out(data.y, omega, V)
+            A = -dg.sum(axis=0) / n
+        else:
+            g = symmetric(data.y, omega, V)
+            a_d, a_b = symmetric_projection(g.T @ g / n)
+            A = a_d * np.eye(K) + a_b
         vals, vecs = np.linalg.eigh(0.5 * (A + A.T))
         A = (vecs * np.clip(vals, 0.0, None)) @ vecs.T  # E[-dg] = E[g g^T] >= 0 at the fixed point
         B = _times_transposed(X, g) / sqrt_n + W @ A  # (n, K)
@@ -190,6 +266,12 @@ def run_amp(data: CommitteeData, config: AMPConfig, *, seed: int = 0) -> AMPResu
         if change < config.tol or float(np.trace(C)) / K < COLLAPSED:
             converged = True
             break
+        params.append(np.concatenate([(W.T @ W).ravel() / n, C.ravel()]))
+        if it + 1 >= 2 * _WINDOW:
+            recent = np.array(params[-_WINDOW:])
+            if float(np.max(recent.max(axis=0) - recent.min(axis=0))) < band:
+                stationary = True
+                break
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     perm = _best_permutation(W.T @ data.W_star / n)
     W_aligned = W[:, perm]
@@ -197,10 +279,10 @@ def run_amp(data: CommitteeData, config: AMPConfig, *, seed: int = 0) -> AMPResu
     q_d, q_a = project_overlap(Q)
     eps_test = fresh_test_error(W, data, config.n_test, np.random.default_rng([seed, 2]))
     return AMPResult(
-        alpha=data.alpha, n=n, seed=seed, Q=Q, Q_self=W_aligned.T @ W_aligned / n, q_d=q_d, q_a=q_a,
+        alpha=data.alpha, n=n, seed=seed, start=config.start, Q=Q, Q_self=W_aligned.T @ W_aligned / n, q_d=q_d, q_a=q_a,
         eps_test=eps_test,
         eps_plugin=plugin_error(0.5 * (Q + Q.T)), eps_gibbs=gibbs_error(0.5 * (Q + Q.T)), n_iter=len(history),
-        converged=converged, final_change=change, seconds=seconds, cpu_seconds=cpu_seconds,
+        converged=converged, stationary=stationary, final_change=change, seconds=seconds, cpu_seconds=cpu_seconds,
         history=np.array(history),
     )
 
@@ -246,10 +328,10 @@ class AMPSummary:
         import pandas as pd
 
         return pd.DataFrame([
-            {"alpha": r.alpha, "n": r.n, "seed": r.seed, "q_d": r.q_d, "q_a": r.q_a,
+            {"alpha": r.alpha, "n": r.n, "seed": r.seed, "start": r.start, "q_d": r.q_d, "q_a": r.q_a,
              **{f"Q{a}{b}": float(r.Q[a, b]) for a in range(r.Q.shape[0]) for b in range(r.Q.shape[0])},
              "eps_test": r.eps_test, "eps_plugin": r.eps_plugin, "eps_gibbs": r.eps_gibbs,
-             "n_iter": r.n_iter, "converged": r.converged, "final_change": r.final_change, "seconds": r.seconds}
+             "n_iter": r.n_iter, "converged": r.converged, "stationary": r.stationary, "final_change": r.final_change, "seconds": r.seconds}
             for r in self.runs
         ])
 

@@ -24,7 +24,7 @@ import itertools
 import math
 
 import numpy as np
-from scipy.special import ndtr, owens_t
+from scipy.special import ndtr, owens_t, roots_hermitenorm
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # Label probabilities below this are treated as impossible: Owen's formula is accurate to ~1e-16 in
@@ -144,6 +144,54 @@ def g_out(y: np.ndarray, omega: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, 
     g = dZ[idx, rows] / z[:, None]
     dg = d2Z[idx, rows] / z[:, None, None] - g[:, :, None] * g[:, None, :]
     return g, dg
+
+
+def symmetric_projection(V: np.ndarray) -> tuple[float, float]:
+    """(v_d, b) of the committee-symmetric part v_d I + b 1 1^T of ``V`` (K x K, K >= 2): the average of V
+    over permutations of the units (so a positive definite V stays positive definite): b = mean
+    off-diagonal entry, v_d = mean diagonal entry - b."""
+    K = V.shape[0]
+    off = (float(V.sum()) - float(np.trace(V))) / (K * (K - 1))
+    return float(np.trace(V)) / K - off, off
+
+
+def common_factor_rule(v_d: float, b: float, K: int, n_u: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature (shift_k, weight_k) of the common noise factor of V = v_d I + b 1 1^T.
+
+    b >= 0: shift = sqrt(b) u on Gauss-Hermite nodes u (``n_u``). b < 0: shift = i sqrt(-b) u with
+    u = x / sqrt(1 - kappa), kappa = -K b / v_d < 1 (V > 0), only x > 0 with doubled weights (the -x
+    terms are complex conjugates) and n_u / sqrt(1 - kappa) nodes: the integrand oscillates faster as
+    kappa -> 1 (docs/committee.md, "AMP at odd K")."""
+    if v_d <= 0.0 or v_d + K * b <= 0.0:
+        raise ValueError(f"V = {v_d:.3g} I + {b:.3g} 1 1^T is not positive definite")
+    if b >= 0.0:
+        x, w = roots_hermitenorm(n_u)
+        return math.sqrt(b) * x + 0j, w * _INV_SQRT_2PI
+    kappa = -K * b / v_d
+    n = int(math.ceil(n_u / math.sqrt(1.0 - kappa)))
+    x, w = roots_hermitenorm(n + n % 2)
+    s = 1.0 / math.sqrt(1.0 - kappa)
+    keep = x > 0
+    return 1j * math.sqrt(-b) * s * x[keep], 2.0 * s * w[keep] * _INV_SQRT_2PI
+
+
+def g_out_symmetric(y: np.ndarray, omega: np.ndarray, V: np.ndarray, n_u: int = 40) -> np.ndarray:
+    """``g_out`` (m, K) of the odd-K sign committee for labels ``y`` (m,) in {-1, +1} at ``omega`` (m, K), with V
+    replaced by its committee-symmetric part (``symmetric_projection``; exact when V has that form).
+
+    Per sample the count of units on the label's side is Poisson-binomial given the common noise factor
+    (compiled in ``_poisson``). A label below ``Z_FLOOR`` is floored there, as in ``g_out``."""
+    from thermolens.committee._poisson import label_sums
+
+    K = omega.shape[-1]
+    if K < 3 or K % 2 == 0:
+        raise ValueError(f"K={K}: the committee-symmetric output channel needs odd K >= 3 (K = 1, 2: g_out)")
+    if np.any(np.abs(y) != 1.0):
+        raise ValueError("labels must lie in [-1.0, 1.0] for odd K")
+    v_d, b = symmetric_projection(V)
+    shift, weight = common_factor_rule(v_d, b, K, n_u)
+    Z, dZ = label_sums(omega, y, math.sqrt(v_d), shift, weight)
+    return dZ / np.maximum(Z, Z_FLOOR)[:, None]
 
 
 # --------------------------------------------------------------------------------------------------
