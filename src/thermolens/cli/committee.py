@@ -146,69 +146,138 @@ def thresholds(
         console.print(", ".join(f"{k}={s[k]}" for k in ("alpha_spec", "alpha_it", "alpha_alg", "order")))
 
 
-def _amp_payload(summary, se_point) -> dict:
-    return {
-        "alpha": summary.alpha,
-        "n": summary.n,
-        "seeds": [r.seed for r in summary.runs],
-        "Q": summary.Q,
-        "q_d": summary.q_d[0], "q_d_err": summary.q_d[1],
-        "q_a": summary.q_a[0], "q_a_err": summary.q_a[1],
-        "eps_test": summary.eps_test[0], "eps_test_err": summary.eps_test[1],
-        "eps_gibbs": summary.eps_gibbs[0], "eps_gibbs_err": summary.eps_gibbs[1],
-        "n_iter": [r.n_iter for r in summary.runs],
-        "converged": [r.converged for r in summary.runs],
-        "seconds": [r.seconds for r in summary.runs],
-        "se": {"Q": se_point.Q, "q_d": se_point.q_d, "q_a": se_point.q_a, "eps_g": se_point.eps_g,
-               "eps_plugin": se_point.eps_plugin, "converged": se_point.converged},
-    }
+_STARTS = typer.Option("random,informed", "--start", help="AMP starts: random (uninformed), informed (planted at "
+                       "overlap 0.99 with the teacher), or both.")
+_SUCCESS = typer.Option(0.5, "--success-q", help="A run succeeds when its aligned q_d ends >= this.")
+
+
+def _gap_config(K, prior, activation, alpha, n, seeds, start, max_iter, damping, n_test, success_q, se, **extra):
+    from thermolens.committee import AMPConfig
+    from thermolens.committee.gap import GapConfig
+
+    amp = AMPConfig(K=K, prior=prior, activation=activation, max_iter=max_iter,
+                    damping=damping, n_test=n_test)
+    return GapConfig(K=K, prior=prior, alphas=tuple(parse_grid(alpha, name="alpha", positive=True)),
+                     ns=tuple(parse_ints(n, name="n")), seeds=tuple(parse_ints(seeds, name="seeds")),
+                     starts=tuple(x.strip() for x in start.split(",") if x.strip()), success_q=success_q,
+                     amp=amp, se=se, **extra)
+
+
+def _run_gap(config, out: Path | None, kind: str, overwrite: bool, quiet: bool, figure: bool):
+    from thermolens import io
+    from thermolens.committee.gap import gap_study
+
+    def progress(it, total, description):
+        return track(it, total=total, description=description, quiet=quiet)
+
+    with _record(out, kind, {"config": config, "overwrite": overwrite}, seed=config.seeds[0]) as rec:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            study = gap_study(config, progress=progress)
+        for w in sorted({str(w.message) for w in caught}):
+            console.print(f"[yellow]warning:[/] {w}")
+        summary = study.summary()
+        if rec is not None:
+            rec.timings.update(study.seconds)
+            io.write_table(rec.run_dir / "amp.parquet", study.amp)
+            if len(study.se):
+                io.write_table(rec.run_dir / "se.parquet", study.se)
+            if len(study.learners):
+                io.write_table(rec.run_dir / "learners.parquet", study.learners)
+            io.write_json(rec.run_dir / "gap.json", summary)
+            if figure:
+                from thermolens.report.committee import gap_figure
+
+                io.save_figure(gap_figure(study), rec.run_dir / "gap.png")
+            rec.summary.update({k: summary[k] for k in ("thresholds", "crossover")})
+            summary["run_dir"] = str(rec.run_dir)
+    return study, summary
+
+
+def _print_gap(study, summary) -> None:
+    c = study.config
+    console.print(f"committee K={c.K} {c.prior}, n={summary['n']}, {len(c.seeds)} seeds "
+                  f"(success: q_d >= {c.success_q:g})")
+    for j, a in enumerate(c.alphas):
+        parts = [f"alpha={a:<7.4g}"]
+        for start in c.starts:
+            parts.append(f"{start}: success {summary[f'success_{start}'][j]:.2f}, "
+                         f"eps {summary[f'eps_test_{start}'][j]:.4f}")
+        if "se" in summary:
+            parts.append("SE eps_plugin " + "/".join(
+                "nan" if v is None else f"{v:.4f}" for v in (summary["se"][b]["eps_plugin"][j]
+                                                              for b in ("uninformed", "informed"))))
+        console.print("  " + "; ".join(parts))
+    th = {k: v for k, v in summary["thresholds"].items() if v is not None and k != "alpha_it_upper_bound"}
+    if th:
+        console.print("  SE on the grid: " + ", ".join(f"{k}={v:.4g}" for k, v in th.items()))
 
 
 @app.command("amp")
 @handle_errors
 def amp(
-    K: int = _K,
+    K: int = typer.Option(2, "--K", help="Hidden units: 1, 2 (exact channel) or odd 3..11 (committee-symmetric)."),
     prior: str = _PRIOR,
     activation: str = _ACT,
-    n: int = typer.Option(5000, "--n", help="Input dimension of each instance."),
-    alpha: float = typer.Option(2.5, "--alpha", help="Samples per input dimension, m = alpha n."),
+    n: str = typer.Option("2000", "--n", help="Input dimension, or a ladder 'n1,n2,...'."),
+    alpha: str = typer.Option("2.5", "--alpha", help="alpha grid: start:stop:count or a,b,c (> 0), m = alpha n."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="One instance per seed: 'a,b,c' or 'start:stop'."),
+    start: str = _STARTS,
     max_iter: int = typer.Option(300, "--max-iter", help="AMP iterations at most."),
     damping: float = typer.Option(0.0, "--damping", help="Fraction of the old estimate kept per iteration."),
     n_test: int = typer.Option(20000, "--n-test", help="Fresh samples for the test error."),
-    out: Path | None = typer.Option(None, "--out", help="Write a run directory (manifest, amp.parquet)."),
+    success_q: float = _SUCCESS,
+    se: bool = typer.Option(True, "--se/--no-se", help="Solve state evolution from the same starts at every alpha."),
+    out: Path | None = typer.Option(None, "--out", help="Write a run directory (manifest, amp/se parquet, gap.json)."),
     overwrite: bool = _OVERWRITE,
     json_out: bool = _JSON,
     quiet: bool = _QUIET,
 ) -> None:
-    """AMP on finite instances, averaged over seeds, beside the state-evolution prediction."""
-    from thermolens import io
-    from thermolens.committee import AMPConfig, SEConfig, amp_over_seeds, solve_fixed_point
-
-    seed_list = parse_ints(seeds, name="seeds")
-    config = AMPConfig(K=K, prior=prior, activation=activation, max_iter=max_iter, damping=damping, n_test=n_test)
-    with _record(out, "committee-amp", {"config": config, "n": n, "alpha": alpha, "seeds": seed_list,
-                                        "overwrite": overwrite}, seed=seed_list[0]) as rec:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            summary = amp_over_seeds(
-                alpha, n, seed_list, config,
-                progress=lambda it: track(it, total=len(seed_list), description="AMP", quiet=quiet),
-            )
-        for w in {str(w.message) for w in caught}:
-            console.print(f"[yellow]warning:[/] {w}")
-        se_point = solve_fixed_point(alpha, SEConfig(K=K, prior=prior, activation=activation), branch="uninformed")
-        payload = _amp_payload(summary, se_point)
-        if rec is not None:
-            rec.timings["amp"] = float(sum(r.seconds for r in summary.runs))
-            io.write_table(rec.run_dir / "amp.parquet", summary.to_frame())
-            rec.summary.update({k: payload[k] for k in ("eps_test", "eps_test_err", "q_d", "q_a")})
+    """AMP on finite instances from random and informed starts, over alpha, n and seeds, beside state evolution
+    from the same starts."""
+    config = _gap_config(K, prior, activation, alpha, n, seeds, start, max_iter, damping, n_test, success_q, se)
+    study, summary = _run_gap(config, out, "committee-amp", overwrite, quiet, figure=False)
     if json_out:
-        print_json(payload)
+        print_json(summary)
     else:
-        m, e = summary.eps_test
-        console.print(f"AMP K={K} {prior} n={n} alpha={alpha}: test error {m:.4f} +- {e:.4f} "
-                      f"(SE plug-in {se_point.eps_plugin:.4f}); converged {sum(payload['converged'])}/{len(seed_list)}")
+        _print_gap(study, summary)
+
+
+@app.command("gap")
+@handle_errors
+def gap(
+    K: int = typer.Option(2, "--K", help="Hidden units: 1, 2 (exact channel) or odd 3..11 (committee-symmetric)."),
+    prior: str = typer.Option("binary", "--prior", help="Teacher weight prior: gaussian or binary (Rademacher)."),
+    activation: str = _ACT,
+    n: str = typer.Option("1000,2000", "--n", help="Input dimension, or a ladder 'n1,n2,...'."),
+    alpha: str = typer.Option("1.4:2.4:6", "--alpha", help="alpha grid: start:stop:count or a,b,c (> 0)."),
+    seeds: str = typer.Option("0:10", "--seeds", help="One instance per seed: 'a,b,c' or 'start:stop'."),
+    start: str = _STARTS,
+    max_iter: int = typer.Option(300, "--max-iter", help="AMP iterations at most."),
+    damping: float = typer.Option(0.0, "--damping", help="Fraction of the old estimate kept per iteration."),
+    n_test: int = typer.Option(20000, "--n-test", help="Fresh samples for the test error."),
+    success_q: float = _SUCCESS,
+    learners: str = typer.Option("adam", "--learners", help="Gradient learners on the same instances: adam, gd, "
+                                 "both ('adam,gd') or 'none'."),
+    learner_seeds: int = typer.Option(3, "--learner-seeds", help="Learners run on the first this many seeds."),
+    learner_n: int | None = typer.Option(None, "--learner-n", help="n of the learners' instances (default: smallest)."),
+    se: bool = typer.Option(True, "--se/--no-se", help="Solve state evolution from the same starts at every alpha."),
+    out: Path = typer.Option(Path("runs/gap"), "--out", help="Run directory (gap.png, gap.json, parquet tables)."),
+    overwrite: bool = _OVERWRITE,
+    json_out: bool = _JSON,
+    quiet: bool = _QUIET,
+) -> None:
+    """The computational gap on one figure: SE (both branches), AMP from random and informed starts on an n
+    ladder with the finite-size crossover, and gradient learners on the same instances."""
+    methods = () if learners.strip() == "none" else tuple(x.strip() for x in learners.split(",") if x.strip())
+    config = _gap_config(K, prior, activation, alpha, n, seeds, start, max_iter, damping, n_test, success_q, se,
+                         learners=methods, learner_seeds=learner_seeds, learner_n=learner_n)
+    study, summary = _run_gap(config, out, "committee-gap", overwrite, quiet, figure=True)
+    if json_out:
+        print_json(summary)
+    else:
+        _print_gap(study, summary)
+        console.print(f"wrote {out}/gap.png")
 
 
 @app.command("phase-diagram")
