@@ -90,8 +90,12 @@ def test_amp_small_n_warns_and_tiny_n_fails():
         amp_over_seeds(1.0, 100, [0], AMPConfig(K=1, n_test=200, max_iter=5))
     with pytest.raises(ValueError, match="too small"):
         amp_over_seeds(1.0, 5, [0], AMPConfig(K=1))
-    with pytest.raises(ValueError, match="K = 1, 2"):
-        AMPConfig(K=3)
+    with pytest.raises(ValueError, match="needs odd K"):
+        AMPConfig(K=4)
+    with pytest.raises(ValueError, match="odd K <= 11"):
+        AMPConfig(K=13)
+    with pytest.raises(ValueError, match="start="):
+        AMPConfig(start="planted")
     data = generate(600, 1.0, K=1, seed=0)
     with pytest.raises(ValueError, match="config has K=2"):
         run_amp(data, AMPConfig(K=2))

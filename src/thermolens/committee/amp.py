@@ -52,12 +52,12 @@ STARTS = ("random", "informed")
 _G_RTOL = 1e-5
 _PROBE = 256
 _N_U_MAX = 2000
-# Finite instances need not converge pointwise: at K >= 3 a specialized state settles within O(1/sqrt(n))
-# and then wanders slowly (directions of W_hat with no overlap drift). A specialized run (q_d of
-# W_hat^T W_hat / n at least SPECIALIZED) whose order parameters (W_hat^T W_hat / n, V) stay within a band
-# of width max(10 tol, 1/sqrt(n)) over _WINDOW iterations, after at least 2 _WINDOW, is stopped as
-# ``stationary``. Unspecialized runs are never stopped that way: near alpha_alg AMP escapes the
-# non-specialized state only after a long, slow plateau.
+# Finite instances need not converge pointwise: at odd K >= 3 a specialized state settles within
+# O(1/sqrt(n)) and then wanders slowly (directions of W_hat with no overlap drift). A specialized run
+# (q_d of W_hat^T W_hat / n at least SPECIALIZED) whose order parameters (W_hat^T W_hat / n, V) stay within
+# a band of width max(10 tol, 1/sqrt(n)) over _WINDOW iterations, after at least 2 _WINDOW, is stopped as
+# ``stationary``. K = 1, 2 converge pointwise and unspecialized runs are never stopped that way: near
+# alpha_alg AMP escapes the non-specialized state only after a long, slow plateau.
 _WINDOW = 20
 SPECIALIZED = 0.5
 
@@ -270,7 +270,7 @@ def run_amp(data: CommitteeData, config: AMPConfig, *, seed: int = 0) -> AMPResu
             converged = True
             break
         params.append(np.concatenate([(W.T @ W).ravel() / n, C.ravel()]))
-        if it + 1 >= 2 * _WINDOW and project_overlap(W.T @ W / n)[0] >= SPECIALIZED:
+        if symmetric is not None and it + 1 >= 2 * _WINDOW and project_overlap(W.T @ W / n)[0] >= SPECIALIZED:
             recent = np.array(params[-_WINDOW:])
             if float(np.max(recent.max(axis=0) - recent.min(axis=0))) < band:
                 stationary = True
