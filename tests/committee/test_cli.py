@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -40,10 +41,28 @@ def test_thresholds_json_gaussian_perceptron_has_none():
 
 
 def test_amp_json():
-    out = _json(runner.invoke(app, ["committee", "amp", "--K", "1", "--n", "600", "--alpha", "1", "--seeds", "0,1",
+    out = _json(runner.invoke(app, ["committee", "amp", "--K", "1", "--n", "600", "--alpha", "1,2", "--seeds", "0,1",
                                     "--n-test", "2000", "--json", "--quiet"]))
-    assert out["seeds"] == [0, 1] and len(out["converged"]) == 2
-    assert 0.0 < out["eps_test"] < 0.5 and out["se"]["converged"]
+    assert out["seeds"] == [0, 1] and out["alpha"] == [1.0, 2.0] and out["converged_random"] == [2, 2]
+    assert all(0.0 < e < 0.5 for e in out["eps_test_random"]) and len(out["success_informed"]) == 2
+    # the Gaussian perceptron has no transition: both SE branches coincide, and AMP from either start agrees
+    for key in ("q_d", "eps_plugin"):
+        np.testing.assert_allclose(out["se"]["uninformed"][key], out["se"]["informed"][key], atol=1e-6)
+    np.testing.assert_allclose(out["q_d_random"], out["se"]["uninformed"]["q_d"], atol=0.08)
+    np.testing.assert_allclose(out["q_d_informed"], out["q_d_random"], atol=0.03)
+
+
+def test_gap_writes_figure_and_tables(tmp_path):
+    res = runner.invoke(app, ["committee", "gap", "--K", "2", "--prior", "binary", "--alpha", "1.4,2.4",
+                              "--n", "200,400", "--seeds", "0:2", "--learners", "none", "--n-test", "1000",
+                              "--out", str(tmp_path / "g"), "--json", "--quiet"])
+    out = _json(res)
+    for name in ("manifest.json", "amp.parquet", "se.parquet", "gap.json", "gap.png"):
+        assert (tmp_path / "g" / name).is_file()
+    assert set(out["by_n"]) == {"200", "400"} and out["n"] == 400
+    # alpha = 2.4 is above alpha_alg = 1.977 (SE): both SE branches are at perfect learning there
+    assert out["se"]["uninformed"]["eps_plugin"][1] == 0.0 and out["se"]["informed"]["eps_plugin"][1] == 0.0
+    assert out["thresholds"]["alpha_alg"] == 2.4 and set(out["crossover"]) == {"random", "informed"}
 
 
 def test_phase_diagram_writes_figure(tmp_path):
@@ -63,8 +82,16 @@ def test_phase_diagram_writes_figure(tmp_path):
     (["se", "--alpha=-1:2:3"], "must be >= 0"),
     (["se", "--K", "4"], "odd K"),
     (["se", "--K", "13", "--prior", "binary"], "odd K = 1, 3, ..., 11"),
-    (["amp", "--K", "1", "--n", "5"], "too small"),
+    (["amp", "--K", "1", "--n", "5"], "n >= 10"),
     (["amp", "--alpha", "-2"], "alpha"),
+    (["amp", "--K", "0"], "K=0"),
+    (["amp", "--K", "4"], "needs odd K"),
+    (["amp", "--K", "13"], "odd K <= 11"),
+    (["amp", "--n", "20", "--alpha", "0.01"], "fewer than 1 sample"),
+    (["amp", "--prior", "laplace"], "unknown prior"),
+    (["gap", "--activation", "relu"], "unknown activation"),
+    (["gap", "--learners", "sgd"], "learners"),
+    (["gap", "--start", "warm"], "starts"),
     (["thresholds", "--alpha-max", "0"], "alpha_max"),
     (["thresholds", "--alpha-min", "5", "--alpha-max", "3"], "alpha_min=5.0"),
     (["thresholds", "--alpha-min", "2", "--alpha-max", "3", "--step", "1.5"], "alpha_max - alpha_min"),

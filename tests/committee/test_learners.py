@@ -109,8 +109,12 @@ def test_early_stopping_returns_the_best_validated_weights():
     m_train, _ = _split(data, config)
     assert _committee_error(data.X[m_train:], data.y[m_train:], r.W) == pytest.approx(r.eps_val, abs=1e-12)
     assert _committee_error(data.X[:m_train], data.y[:m_train], r.W) == pytest.approx(r.eps_train, abs=1e-12)
-    steps, betas, losses, vals = r.history.T
+    steps, betas, losses, trains, vals, q_ds, q_as = r.history.T
     assert vals.min() == r.eps_val and steps[np.argmin(vals)] == r.best_step
+    best = np.argmin(vals)
+    assert trains[best] == r.eps_train
+    assert (q_ds[best], q_as[best]) == pytest.approx((r.q_d, r.q_a), abs=1e-5)  # float32 weights there
+    assert trains[-1] < trains[best]  # training kept improving after the validation error stopped
     assert steps[-1] == r.steps and np.all(np.diff(steps) == config.eval_every)
     assert losses[-1] < losses[0]  # the smoothed training loss does go down
     # geometric annealing of beta from beta0 over max_steps

@@ -203,10 +203,10 @@ def _print_gap(study, summary) -> None:
         for start in c.starts:
             parts.append(f"{start}: success {summary[f'success_{start}'][j]:.2f}, "
                          f"eps {summary[f'eps_test_{start}'][j]:.4f}")
-        if "se" in summary:
-            parts.append("SE eps_plugin " + "/".join(
-                "nan" if v is None else f"{v:.4f}" for v in (summary["se"][b]["eps_plugin"][j]
-                                                              for b in ("uninformed", "informed"))))
+        for branch in ("uninformed", "informed"):
+            if branch in summary.get("se", {}):
+                v = summary["se"][branch]["eps_plugin"][j]
+                parts.append(f"SE {branch} eps_plugin " + ("nan" if v is None else f"{v:.4f}"))
         console.print("  " + "; ".join(parts))
     th = {k: v for k, v in summary["thresholds"].items() if v is not None and k != "alpha_it_upper_bound"}
     if th:

@@ -104,22 +104,23 @@ class GapConfig:
 # state evolution from AMP's starts
 
 
-def se_from_starts(alpha: float, K: int, prior: str, q0: float):
-    """(uninformed, informed, equilibrium branch) fixed points at ``alpha``: the uninformed branch from the
-    library's uninformed start, the informed one from Q = q0 I (AMP's planted start)."""
-    from thermolens.committee.state_evolution import SEConfig, equilibrium_branch, solve_fixed_point
+def se_from_starts(alpha: float, K: int, prior: str, q0: float, starts: Sequence[str] = STARTS) -> list:
+    """Fixed points at ``alpha`` for each of ``starts``: ``random`` -> the uninformed branch (the library's
+    uninformed start), ``informed`` -> from Q = q0 I (AMP's planted start)."""
+    from thermolens.committee.state_evolution import SEConfig, solve_fixed_point
 
-    if K <= 2:
-        config = SEConfig(K=K, prior=prior)
-        u = solve_fixed_point(alpha, config, branch="uninformed")
-        i = solve_fixed_point(alpha, config, branch="informed", Q0=q0 * np.eye(K))
-    else:
-        from thermolens.committee.general_k import SymmetricConfig, solve_symmetric
+    out = []
+    for start in starts:
+        branch = "uninformed" if start == "random" else "informed"
+        if K <= 2:
+            Q0 = None if start == "random" else q0 * np.eye(K)
+            out.append(solve_fixed_point(alpha, SEConfig(K=K, prior=prior), branch=branch, Q0=Q0))
+        else:
+            from thermolens.committee.general_k import SymmetricConfig, solve_symmetric
 
-        config = SymmetricConfig(K=K, prior=prior)
-        u = solve_symmetric(alpha, config, branch="uninformed")
-        i = solve_symmetric(alpha, config, branch="informed", q0=np.array([q0, q0]))
-    return u, i, equilibrium_branch(u, i)
+            start_q = None if start == "random" else np.array([q0, q0])
+            out.append(solve_symmetric(alpha, SymmetricConfig(K=K, prior=prior), branch=branch, q0=start_q))
+    return out
 
 
 def _crossing(x: np.ndarray, d: np.ndarray) -> float | None:
@@ -249,11 +250,11 @@ class GapStudy:
             out["by_n"] = {str(n): self.per_alpha(n) for n in c.ns}
         if len(self.se):
             se = {}
-            for branch in ("uninformed", "informed"):
+            for branch in sorted(set(self.se.branch)):
                 b = self.se[self.se.branch == branch].sort_values("alpha")
                 se[branch] = {k: [None if not np.isfinite(v) else float(v) for v in b[k]]
                               for k in ("q_d", "q_a", "eps_g", "eps_plugin", "free_entropy")}
-            se["equilibrium"] = list(self.se[self.se.branch == "uninformed"].sort_values("alpha").equilibrium_branch)
+            se["equilibrium"] = list(self.se.drop_duplicates("alpha").sort_values("alpha").equilibrium_branch)
             out["se"] = se
         out["thresholds"] = self.thresholds
         out["crossover"] = self.crossover
@@ -308,6 +309,8 @@ def gap_study(config: GapConfig, *, progress: Callable | None = None) -> GapStud
     """Run the study; ``progress(iterable, total, description)`` wraps the long loops (None: silent)."""
     import pandas as pd
 
+    from thermolens.committee.state_evolution import equilibrium_branch
+
     wrap = progress or (lambda it, total, description: it)
     seconds: dict[str, float] = {}
     learner_n = config.learner_n or min(config.ns)
@@ -338,13 +341,14 @@ def gap_study(config: GapConfig, *, progress: Callable | None = None) -> GapStud
     t0 = time.perf_counter()
     if config.se:
         for alpha in wrap(list(config.alphas), len(config.alphas), "SE"):
-            u, i, eq = se_from_starts(alpha, config.K, config.prior, config.amp.q0)
-            for p in (u, i):
+            points = se_from_starts(alpha, config.K, config.prior, config.amp.q0, config.starts)
+            eq = equilibrium_branch(*points) if len(points) == 2 else points[0].branch
+            for p in points:
                 se_rows.append({"alpha": alpha, "branch": p.branch, "q_d": p.q_d, "q_a": p.q_a, "eps_g": p.eps_g,
                                 "eps_plugin": p.eps_plugin, "free_entropy": p.free_entropy,
                                 "converged": p.converged, "equilibrium_branch": eq})
     seconds["se"] = time.perf_counter() - t0
     se = pd.DataFrame(se_rows)
-    thresholds = grid_thresholds(se, config.success_q) if len(se) else {}
+    thresholds = grid_thresholds(se, config.success_q) if len(config.starts) == 2 and len(se) else {}
     return GapStudy(config=config, amp=amp, se=se, learners=pd.DataFrame(learner_rows), thresholds=thresholds,
                     crossover=_crossovers(amp, config), large_k=_large_k(config), seconds=seconds)

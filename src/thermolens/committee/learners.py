@@ -117,8 +117,9 @@ class LearnerResult:
     run by the chosen start; ``best_step``: the step whose weights are returned; ``best_init``: index
     of the chosen start and ``eps_val_inits`` the best validation error of every start; ``seconds``:
     wall-clock time of the training of all starts (not of the test error); ``steps_total``: steps of
-    all starts; ``history`` (n_evals, 4): step, beta, smoothed training loss, validation error of the
-    chosen start at every check.
+    all starts; ``history`` (n_evals, 7): step, beta, smoothed training loss, training error, validation
+    error, q_d, q_a of the chosen start at every check (the overlaps watch the teacher; they play no
+    part in training or selection).
     """
 
     method: str
@@ -199,11 +200,20 @@ class _Run:
     history: np.ndarray
 
 
+def _aligned_overlap(W: np.ndarray, W_star: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Q = W^T W* / n (K, K) with the student units (rows) matched to the teacher's, and (q_d, q_a)."""
+    Q_raw = W.T @ W_star / W.shape[0]
+    Q = Q_raw[_best_permutation(Q_raw)]
+    q_d, q_a = project_overlap(Q)
+    return Q, q_d, q_a
+
+
 def _train_one(
     X_train: torch.Tensor, y_train: torch.Tensor, X_val: torch.Tensor, y_val: torch.Tensor, W0: torch.Tensor,
-    config: LearnerConfig, on_eval: Callable[[int], None],
+    W_star: np.ndarray, config: LearnerConfig, on_eval: Callable[[int], None],
 ) -> _Run:
-    """Train one start from W0 (n, K) with early stopping on the validation split."""
+    """Train one start from W0 (n, K) with early stopping on the validation split; the teacher W*
+    (n, K) is only watched (overlaps in the history), never used for training or selection."""
     n = W0.shape[0]
     radius = math.sqrt(n)
     W = (W0 * (radius / W0.norm(dim=0))).requires_grad_(True)
@@ -221,8 +231,10 @@ def _train_one(
         loss = 0.25 * ((y_train - _smooth_output(H, beta)) ** 2).mean()
         if step % config.eval_every == 0 or step == config.max_steps:
             with torch.no_grad():
+                eps_train = _error(y_train, _committee(H))
                 eps_val = _error(y_val, _committee(_times(X_val, V)))
-            history.append((step, beta, float(loss.detach()), eps_val))
+            _, q_d, q_a = _aligned_overlap(W.detach().double().cpu().numpy(), W_star)
+            history.append((step, beta, float(loss.detach()), eps_train, eps_val, q_d, q_a))
             if eps_val < best_val:
                 best_W, best_val, best_step = W.detach().clone(), eps_val, step
             on_eval(step)
@@ -285,7 +297,7 @@ def train_committee(
         W0 = torch.from_numpy(np.random.default_rng([seed, 1, i]).standard_normal((n, K)).astype(np.float32))
         done = i * config.max_steps
         on_eval = (lambda s, done=done: progress(done + s, total)) if progress else (lambda s: None)
-        runs.append(_train_one(X_train, y_train, X_val, y_val, W0.to(device), config, on_eval))
+        runs.append(_train_one(X_train, y_train, X_val, y_val, W0.to(device), data.W_star, config, on_eval))
         if progress:
             progress(done + config.max_steps, total)
     seconds = time.perf_counter() - start
@@ -296,9 +308,7 @@ def train_committee(
         eps_train = _error(y_train, _committee(_times(X_train, run.W)))
     W = run.W.double().cpu().numpy()
     W *= math.sqrt(n) / np.linalg.norm(W, axis=0)  # exactly on the sphere (float32 training leaves ~1e-7)
-    Q_raw = W.T @ data.W_star / n  # (K, K), rows: student units
-    Q = Q_raw[_best_permutation(Q_raw)]
-    q_d, q_a = project_overlap(Q)
+    Q, q_d, q_a = _aligned_overlap(W, data.W_star)
     eps_test = fresh_test_error(W, data, n_test, np.random.default_rng([seed, 2]))
     return LearnerResult(
         method=config.method, alpha=data.alpha, n=n, K=K, seed=seed, W=W, Q=Q, q_d=q_d, q_a=q_a,
