@@ -261,6 +261,8 @@ def gap(
                                  "both ('adam,gd') or 'none'."),
     learner_seeds: int = typer.Option(3, "--learner-seeds", help="Learners run on the first this many seeds."),
     learner_n: int | None = typer.Option(None, "--learner-n", help="n of the learners' instances (default: smallest)."),
+    learner_alpha: str | None = typer.Option(None, "--learner-alpha", help="alphas (on the grid) where the learners "
+                                             "run, 'a,b,c' (default: all)."),
     se: bool = typer.Option(True, "--se/--no-se", help="Solve state evolution from the same starts at every alpha."),
     out: Path = typer.Option(Path("runs/gap"), "--out", help="Run directory (gap.png, gap.json, parquet tables)."),
     overwrite: bool = _OVERWRITE,
@@ -271,7 +273,9 @@ def gap(
     ladder with the finite-size crossover, and gradient learners on the same instances."""
     methods = () if learners.strip() == "none" else tuple(x.strip() for x in learners.split(",") if x.strip())
     config = _gap_config(K, prior, activation, alpha, n, seeds, start, max_iter, damping, n_test, success_q, se,
-                         learners=methods, learner_seeds=learner_seeds, learner_n=learner_n)
+                         learners=methods, learner_seeds=learner_seeds, learner_n=learner_n,
+                         learner_alphas=None if learner_alpha is None else tuple(
+                             parse_grid(learner_alpha, name="learner-alpha", positive=True)))
     study, summary = _run_gap(config, out, "committee-gap", overwrite, quiet, figure=True)
     if json_out:
         print_json(summary)

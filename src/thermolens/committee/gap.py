@@ -51,7 +51,7 @@ class GapConfig:
     """A gap study. ``alphas`` ascending; ``ns`` the finite-size ladder; one instance per (n, alpha, seed);
     ``amp``: AMP settings (its ``start`` is overridden by each of ``starts``); ``learners``: ``gd``/``adam``
     trained on the instances of ``learner_n`` (None: the smallest n) for the first ``learner_seeds`` seeds
-    (None: all); ``se``: solve state evolution at every alpha."""
+    (None: all) at ``learner_alphas`` (None: every alpha; each must be on the grid); ``se``: solve state evolution at every alpha."""
 
     K: int = 2
     prior: str = "binary"
@@ -64,6 +64,7 @@ class GapConfig:
     learners: tuple[str, ...] = ()
     learner_n: int | None = None
     learner_seeds: int | None = None
+    learner_alphas: tuple[float, ...] | None = None
     se: bool = True
 
     def __post_init__(self) -> None:
@@ -93,6 +94,8 @@ class GapConfig:
             raise ValueError(f"learners {self.learners}: choose from {', '.join(LEARNERS)}")
         if self.learner_n is not None and self.learner_n not in self.ns:
             raise ValueError(f"learner_n={self.learner_n} must be one of ns {self.ns}")
+        if self.learner_alphas is not None and not all(np.any(np.isclose(a, self.alphas)) for a in self.learner_alphas):
+            raise ValueError(f"learner_alphas {self.learner_alphas} must be values of the alpha grid {self.alphas}")
         if self.learner_seeds is not None and self.learner_seeds < 1:
             raise ValueError(f"learner_seeds={self.learner_seeds} must be >= 1")
 
@@ -260,7 +263,8 @@ class GapStudy:
         out["crossover"] = self.crossover
         if len(self.learners):
             out["learners"] = {
-                m: {k: [float(g[np.isclose(g.alpha, a)][k].mean()) for a in c.alphas] for k in ("eps_test", "q_d")}
+                m: {k: [float(g[np.isclose(g.alpha, a)][k].mean()) if np.any(np.isclose(g.alpha, a)) else None
+                        for a in c.alphas] for k in ("eps_test", "q_d")}
                 for m, g in self.learners.groupby("method")}
         if self.large_k is not None:
             out["large_k"] = self.large_k
@@ -324,7 +328,8 @@ def gap_study(config: GapConfig, *, progress: Callable | None = None) -> GapStud
                         activation=config.amp.activation)
         for start in config.starts:
             amp_rows.append(_amp_row(run_amp(data, config.amp_config(start), seed=seed), config.success_q))
-        if config.learners and n == learner_n and seed in learner_seeds:
+        learn_here = config.learner_alphas is None or np.any(np.isclose(alpha, config.learner_alphas))
+        if config.learners and n == learner_n and seed in learner_seeds and learn_here:
             from thermolens.committee.learners import LearnerConfig, train_committee
 
             tl = time.perf_counter()
