@@ -13,8 +13,8 @@ from thermolens.cli._common import console, handle_errors, parse_grid, parse_int
 
 app = typer.Typer(help="Committee machine: state evolution, thresholds, AMP, phase diagram.", no_args_is_help=True)
 
-_K = typer.Option(2, "--K", help="Number of hidden units: 1, 2 exact SE and AMP; odd 3..11 committee-symmetric "
-                  "SE (gaussian prior; binary for K = 3).")
+_K = typer.Option(2, "--K", help="Number of hidden units: 1, 2 (exact SE); odd 3..11 (committee-symmetric SE, "
+                  "both priors).")
 _PRIOR = typer.Option("gaussian", "--prior", help="Teacher weight prior: gaussian or binary (Rademacher).")
 _ACT = typer.Option("sign", "--activation", help="Hidden and output activation (the sign committee).")
 _JSON = typer.Option(False, "--json", help="Print one JSON object with the headline numbers to stdout.")
@@ -149,6 +149,12 @@ def thresholds(
 _STARTS = typer.Option("random,informed", "--start", help="AMP starts: random (uninformed), informed (planted at "
                        "overlap 0.99 with the teacher), or both.")
 _SUCCESS = typer.Option(0.5, "--success-q", help="A run succeeds when its aligned q_d ends >= this.")
+_K_AMP = typer.Option(2, "--K", help="Hidden units: 1, 2 (exact channel) or odd 3..11 (committee-symmetric).")
+_MAX_ITER = typer.Option(300, "--max-iter", help="AMP iterations at most.")
+_DAMPING = typer.Option(0.0, "--damping", help="Fraction of the old estimate kept per iteration.")
+_N_TEST = typer.Option(20000, "--n-test", help="Fresh samples for the test error.")
+_SE = typer.Option(True, "--se/--no-se", help="Solve state evolution from the same starts at every alpha.")
+_SEEDS = "One instance per seed: 'a,b,c' or 'start:stop'."
 
 
 def _gap_config(K, prior, activation, alpha, n, seeds, start, max_iter, damping, n_test, success_q, se, **extra):
@@ -216,18 +222,18 @@ def _print_gap(study, summary) -> None:
 @app.command("amp")
 @handle_errors
 def amp(
-    K: int = typer.Option(2, "--K", help="Hidden units: 1, 2 (exact channel) or odd 3..11 (committee-symmetric)."),
+    K: int = _K_AMP,
     prior: str = _PRIOR,
     activation: str = _ACT,
     n: str = typer.Option("2000", "--n", help="Input dimension, or a ladder 'n1,n2,...'."),
     alpha: str = typer.Option("2.5", "--alpha", help="alpha grid: start:stop:count or a,b,c (> 0), m = alpha n."),
-    seeds: str = typer.Option("0,1,2", "--seeds", help="One instance per seed: 'a,b,c' or 'start:stop'."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help=_SEEDS),
     start: str = _STARTS,
-    max_iter: int = typer.Option(300, "--max-iter", help="AMP iterations at most."),
-    damping: float = typer.Option(0.0, "--damping", help="Fraction of the old estimate kept per iteration."),
-    n_test: int = typer.Option(20000, "--n-test", help="Fresh samples for the test error."),
+    max_iter: int = _MAX_ITER,
+    damping: float = _DAMPING,
+    n_test: int = _N_TEST,
     success_q: float = _SUCCESS,
-    se: bool = typer.Option(True, "--se/--no-se", help="Solve state evolution from the same starts at every alpha."),
+    se: bool = _SE,
     out: Path | None = typer.Option(None, "--out", help="Write a run directory (manifest, amp/se parquet, gap.json)."),
     overwrite: bool = _OVERWRITE,
     json_out: bool = _JSON,
@@ -246,16 +252,16 @@ def amp(
 @app.command("gap")
 @handle_errors
 def gap(
-    K: int = typer.Option(2, "--K", help="Hidden units: 1, 2 (exact channel) or odd 3..11 (committee-symmetric)."),
+    K: int = _K_AMP,
     prior: str = typer.Option("binary", "--prior", help="Teacher weight prior: gaussian or binary (Rademacher)."),
     activation: str = _ACT,
     n: str = typer.Option("1000,2000", "--n", help="Input dimension, or a ladder 'n1,n2,...'."),
     alpha: str = typer.Option("1.4:2.4:6", "--alpha", help="alpha grid: start:stop:count or a,b,c (> 0)."),
-    seeds: str = typer.Option("0:10", "--seeds", help="One instance per seed: 'a,b,c' or 'start:stop'."),
+    seeds: str = typer.Option("0:10", "--seeds", help=_SEEDS),
     start: str = _STARTS,
-    max_iter: int = typer.Option(300, "--max-iter", help="AMP iterations at most."),
-    damping: float = typer.Option(0.0, "--damping", help="Fraction of the old estimate kept per iteration."),
-    n_test: int = typer.Option(20000, "--n-test", help="Fresh samples for the test error."),
+    max_iter: int = _MAX_ITER,
+    damping: float = _DAMPING,
+    n_test: int = _N_TEST,
     success_q: float = _SUCCESS,
     learners: str = typer.Option("adam", "--learners", help="Gradient learners on the same instances: adam, gd, "
                                  "both ('adam,gd') or 'none'."),
@@ -263,7 +269,7 @@ def gap(
     learner_n: int | None = typer.Option(None, "--learner-n", help="n of the learners' instances (default: smallest)."),
     learner_alpha: str | None = typer.Option(None, "--learner-alpha", help="alphas (on the grid) where the learners "
                                              "run, 'a,b,c' (default: all)."),
-    se: bool = typer.Option(True, "--se/--no-se", help="Solve state evolution from the same starts at every alpha."),
+    se: bool = _SE,
     out: Path = typer.Option(Path("runs/gap"), "--out", help="Run directory (gap.png, gap.json, parquet tables)."),
     overwrite: bool = _OVERWRITE,
     json_out: bool = _JSON,
