@@ -69,3 +69,19 @@ def test_grid_thresholds():
 def test_gap_config_rejects_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GapConfig(**({"amp": AMPConfig()} | kwargs))
+
+
+def test_gap_study_runs_learners_where_asked_and_skips_se():
+    from thermolens.committee.gap import gap_study
+
+    config = GapConfig(K=1, prior="gaussian", alphas=(2.0, 4.0), ns=(100,), seeds=(0, 1), se=False,
+                       learners=("adam",), learner_seeds=1, learner_alphas=(4.0,), amp=AMPConfig(n_test=500))
+    with pytest.warns(UserWarning, match="finite-size"):
+        study = gap_study(config)
+    assert len(study.amp) == 2 * 2 * 2 and len(study.se) == 0 and study.thresholds == {}
+    assert study.learners[["alpha", "seed"]].values.tolist() == [[4.0, 0]]
+    s = study.summary()
+    assert s["learners"]["adam"]["eps_test"][0] is None and 0.0 < s["learners"]["adam"]["eps_test"][1] < 0.5
+    # the Gaussian perceptron has no gap: both starts end at the same overlap on every instance
+    r, i = (study.amp[study.amp.start == x].sort_values(["alpha", "seed"]) for x in ("random", "informed"))
+    np.testing.assert_allclose(r.q_d.to_numpy(), i.q_d.to_numpy(), atol=0.02)
