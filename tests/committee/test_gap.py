@@ -28,6 +28,11 @@ def test_logistic_fit_edge_cases():
     assert logistic_fit(a, np.zeros(4))["status"] == "above"
     step = logistic_fit(a, np.array([0, 0, 1, 1]))
     assert step["status"] == "step" and step["alpha_50"] == 1.5 and step["alpha_50_err"] == 0.5
+    # one scattered failure at the low end: the maximum-likelihood a50 falls below the grid, not located
+    grid = np.repeat([1.5, 1.6, 1.7, 1.8], 10)
+    scattered = np.ones(grid.size)
+    scattered[[0, 11]] = 0
+    assert logistic_fit(grid, scattered) == {"alpha_50": None, "alpha_50_err": None, "width": None, "status": "below"}
 
 
 def test_extrapolation_is_exact_on_a_line():

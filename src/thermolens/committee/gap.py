@@ -166,8 +166,10 @@ def logistic_fit(alpha: np.ndarray, success: np.ndarray) -> dict[str, float | st
     """Maximum-likelihood logistic P(success) = 1 / (1 + exp(-(alpha - a50) / w)) over individual runs.
 
     Returns a50, its standard error (inverse Hessian of the negative log-likelihood), the width w, and
-    ``status``: ``fit``; ``below`` (every run succeeds: a50 below the grid); ``above`` (none does); or
-    ``step`` (the outcomes separate perfectly between two alphas: a50 is their midpoint, error half the gap).
+    ``status``: ``fit``; ``below`` (every run succeeds, or the fitted a50 lies below the grid: a few
+    scattered failures); ``above`` (none does, or a50 lies above the grid); or ``step`` (the outcomes
+    separate perfectly between two alphas: a50 is their midpoint, error half the gap). Only ``fit`` and
+    ``step`` give a50; a crossover outside the grid is not located by it.
     """
     from scipy.optimize import minimize
 
@@ -193,6 +195,9 @@ def logistic_fit(alpha: np.ndarray, success: np.ndarray) -> dict[str, float | st
     h = 1e-4 * span
     second = (nll([a50 + h, log_w]) - 2.0 * nll([a50, log_w]) + nll([a50 - h, log_w])) / (h * h)
     err = 1.0 / math.sqrt(second) if second > 0 else math.inf
+    if not alpha.min() <= a50 <= alpha.max():
+        return {"alpha_50": None, "alpha_50_err": None, "width": None,
+                "status": "below" if a50 < alpha.min() else "above"}
     return {"alpha_50": float(a50), "alpha_50_err": float(err), "width": float(math.exp(log_w)), "status": "fit"}
 
 
