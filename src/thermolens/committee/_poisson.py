@@ -13,8 +13,9 @@ Complex arguments need the normal CDF off the real line: Phi(x) = erfc(-x / sqrt
 erfc(z) = exp(-z^2) w(i z) and the Faddeeva function w by Weideman's rational expansion (SIAM J.
 Numer. Anal. 31, 1497 (1994), valid for Im z >= 0; used for Re x <= 0, and Phi(x) = 1 - Phi(-x)
 otherwise). N = 24 terms: 1e-10 absolute against scipy's ``wofz`` for |Re z|, Im z <= 15 (N = 32:
-4e-14 at 30% more cost; AMP's quadrature error is larger than either). Every unit factor is scaled by exp(-(Im x)^2 / 2), which keeps it
-O(1) and, for the imaginary factor, cancels the growth of the integrand in u (``general_k``).
+4e-14 at 30% more cost; AMP's quadrature error is larger than either). Every unit factor is scaled by
+exp(-(Im x)^2 / 2), which keeps it O(1) and, for the imaginary factor, cancels the growth of the
+integrand in u (``general_k``). The label side is read from interpolation tables (``label_sums``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ permutations, the same form the K >= 3 state evolution assumes) and A = (1/n) su
 E[g g^T]); the Hessian is then never needed. Starts: ``random`` (W_hat ~ N(0, init_scale^2), C = I) or
 ``informed`` (planted: W_hat = q0 W* + sqrt(q0 (1 - q0)) xi, C = (1 - q0) I, so Q = q0 I and
 W_hat^T W_hat / n = q0 as SE's informed branch starts). Its fixed points and its trajectory are predicted
-by state evolution (``thermolens.committee.state_evolution``, ``general_k``): A <-> R_hat, V <-> I - Q. The overlap reported is
+by state evolution (``thermolens.committee.state_evolution``, ``general_k``): A <-> R_hat, V <-> I - Q.
+The overlap reported is
 Q = W_hat^T W* / n after matching student to teacher units (the committee is invariant under
 their permutation); the test error is that of y_hat = phi(x W_hat / sqrt(n)) on fresh samples.
 """
@@ -334,7 +335,8 @@ class AMPSummary:
             {"alpha": r.alpha, "n": r.n, "seed": r.seed, "start": r.start, "q_d": r.q_d, "q_a": r.q_a,
              **{f"Q{a}{b}": float(r.Q[a, b]) for a in range(r.Q.shape[0]) for b in range(r.Q.shape[0])},
              "eps_test": r.eps_test, "eps_plugin": r.eps_plugin, "eps_gibbs": r.eps_gibbs,
-             "n_iter": r.n_iter, "converged": r.converged, "stationary": r.stationary, "final_change": r.final_change, "seconds": r.seconds}
+             "n_iter": r.n_iter, "converged": r.converged, "stationary": r.stationary,
+             "final_change": r.final_change, "seconds": r.seconds}
             for r in self.runs
         ])
 

@@ -51,7 +51,8 @@ class GapConfig:
     """A gap study. ``alphas`` ascending; ``ns`` the finite-size ladder; one instance per (n, alpha, seed);
     ``amp``: AMP settings (its ``start`` is overridden by each of ``starts``); ``learners``: ``gd``/``adam``
     trained on the instances of ``learner_n`` (None: the smallest n) for the first ``learner_seeds`` seeds
-    (None: all) at ``learner_alphas`` (None: every alpha; each must be on the grid); ``se``: solve state evolution at every alpha."""
+    (None: all) at ``learner_alphas`` (None: every alpha; each must be on the grid); ``se``: solve state
+    evolution at every alpha."""
 
     K: int = 2
     prior: str = "binary"

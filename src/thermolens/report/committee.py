@@ -192,7 +192,8 @@ def plot_gap_crossover(study, *, ax=None):
     """alpha_50(n) of each start against 1/sqrt(n), the extrapolation and the SE thresholds."""
     ax = _axes(ax)
     for start, cross in study.crossover.items():
-        pts = [(int(n), f["alpha_50"], f["alpha_50_err"]) for n, f in cross["by_n"].items() if f["alpha_50"] is not None]
+        pts = [(int(n), f["alpha_50"], f["alpha_50_err"]) for n, f in cross["by_n"].items()
+               if f["alpha_50"] is not None]
         if pts:
             n, a, e = (np.array(v, dtype=float) for v in zip(*pts))
             ax.errorbar(1.0 / np.sqrt(n), a, yerr=np.where(np.isfinite(e), e, 0.0), fmt=_START_STYLE[start]["marker"],
