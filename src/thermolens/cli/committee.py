@@ -205,7 +205,7 @@ def _print_gap(study, summary) -> None:
     console.print(f"committee K={c.K} {c.prior}, n={summary['n']}, {len(c.seeds)} seeds "
                   f"(success: q_d >= {c.success_q:g})")
     for j, a in enumerate(c.alphas):
-        parts = [f"alpha={a:<7.4g}"]
+        parts = [f"alpha={a:.4g}"]
         for start in c.starts:
             parts.append(f"{start}: success {summary[f'success_{start}'][j]:.2f}, "
                          f"eps {summary[f'eps_test_{start}'][j]:.4f}")
@@ -214,9 +214,11 @@ def _print_gap(study, summary) -> None:
                 v = summary["se"][branch]["eps_plugin"][j]
                 parts.append(f"SE {branch} eps_plugin " + ("nan" if v is None else f"{v:.4f}"))
         console.print("  " + "; ".join(parts))
-    th = {k: v for k, v in summary["thresholds"].items() if v is not None and k != "alpha_it_upper_bound"}
-    if th:
-        console.print("  SE on the grid: " + ", ".join(f"{k}={v:.4g}" for k, v in th.items()))
+    th = summary["thresholds"]
+    marks = [f"{k}{'<=' if k == 'alpha_it' and th.get('alpha_it_upper_bound') else '='}{th[k]:.4g}"
+             for k in ("alpha_it", "alpha_alg", "alpha_spinodal") if th.get(k) is not None]
+    if marks:
+        console.print("  SE on the grid: " + ", ".join(marks))
 
 
 @app.command("amp")

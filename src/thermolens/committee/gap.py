@@ -329,6 +329,8 @@ def gap_study(config: GapConfig, *, progress: Callable | None = None) -> GapStud
     t0 = time.perf_counter()
     t_learn = 0.0
     cases = [(n, a, s) for n in config.ns for a in config.alphas for s in config.seeds]
+    if config.learners:  # torch is imported only when a learner runs
+        from thermolens.committee.learners import LearnerConfig, train_committee
     for n, alpha, seed in wrap(cases, len(cases), "AMP"):
         data = generate(n, alpha, config.K, config.prior, seed=np.random.default_rng([seed, 0]),
                         activation=config.amp.activation)
@@ -336,8 +338,6 @@ def gap_study(config: GapConfig, *, progress: Callable | None = None) -> GapStud
             amp_rows.append(_amp_row(run_amp(data, config.amp_config(start), seed=seed), config.success_q))
         learn_here = config.learner_alphas is None or np.any(np.isclose(alpha, config.learner_alphas))
         if config.learners and n == learner_n and seed in learner_seeds and learn_here:
-            from thermolens.committee.learners import LearnerConfig, train_committee
-
             tl = time.perf_counter()
             for method in config.learners:
                 r = train_committee(data, LearnerConfig(method=method), seed=seed, n_test=config.amp.n_test)
