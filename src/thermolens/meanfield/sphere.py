@@ -67,15 +67,32 @@ def sphere_landau(d: int, beta: float) -> SphereLandau:
     return SphereLandau(int(d), float(beta), 1.0 / (2.0 * l1), ratio, quartic)
 
 
+def _log_bessel_i(nu: np.ndarray | float, beta: float) -> np.ndarray:
+    """``log I_nu(beta)`` without overflow or underflow, also for the large orders of wide models (d ~ 10^3).
+
+    Where the scaled ``ive`` is representable, ``log ive + beta``; where it underflows (order far above
+    ``beta``), the series ``I_nu(b) = (b/2)^nu / Gamma(nu + 1) * 0F1(; nu + 1; b^2/4)``, whose
+    hypergeometric factor is then close to 1.
+    """
+    from scipy.special import gammaln, hyp0f1, ive
+
+    nu = np.asarray(nu, dtype=np.float64)
+    scaled = ive(nu, beta)
+    with np.errstate(divide="ignore"):
+        direct = np.log(scaled) + beta
+        series = nu * math.log(beta / 2) - gammaln(nu + 1) + np.log(hyp0f1(nu + 1, beta**2 / 4))
+    return np.where(scaled > 1e-250, direct, series)
+
+
 def sphere_threshold(d: int) -> float:
     """``beta_*(d)``: root of ``d I_(d/2+1)(beta) = I_(d/2)(beta)`` (Brent, xtol 1e-14)."""
     from scipy.optimize import brentq
-    from scipy.special import ive
 
     _check(d)
 
     def f(beta: float) -> float:
-        return d * ive(d / 2 + 1, beta) - ive(d / 2, beta)
+        log_i = _log_bessel_i(np.array([d / 2, d / 2 + 1]), beta)
+        return math.log(d) + float(log_i[1] - log_i[0])
 
     # The ratio I_(nu+1)/I_nu rises from 0 to 1; for small beta it is ~ beta/(d+2), so the root is O(1).
     hi = 1.0
@@ -102,10 +119,11 @@ class SphereCritical:
 
 def _zonal_eigenvalues(d: int, beta: float, n_degrees: int) -> np.ndarray:
     """``lambda_l`` for l = 0 .. n_degrees (l = 0 without the constant -1/beta; it never matters here)."""
-    from scipy.special import gamma, ive
+    from scipy.special import gammaln
 
     nu = np.arange(n_degrees + 1) + d / 2 - 1
-    return gamma(d / 2) * (2 / beta) ** (d / 2 - 1) * ive(nu, beta) * math.exp(beta) / beta
+    log_lam = gammaln(d / 2) + (d / 2 - 1) * math.log(2 / beta) + _log_bessel_i(nu, beta) - math.log(beta)
+    return np.exp(log_lam)
 
 
 def _zonal_polynomials(d: int, n_degrees: int, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,7 +32,7 @@ from thermolens.models import names
 from thermolens.models.attention import check_batch, forward_kwargs
 from thermolens.models.loading import LoadedModel, check_supported
 
-__all__ = ["SITES", "site_hook_name", "block_modules", "capture_activations"]
+__all__ = ["SITES", "site_hook_name", "block_modules", "activation_hooks", "capture_activations", "head_outputs"]
 
 SITES = ("resid", "mlp", "attn")
 
@@ -98,7 +98,8 @@ def _first_tensor(value: Any) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _hooked(loaded: LoadedModel, site: str, layers: list[int], fn: LayerFn) -> Iterator[None]:
+def activation_hooks(loaded: LoadedModel, site: str, layers: list[int], fn: LayerFn) -> Iterator[None]:
+    """Inside the block every forward pass calls ``fn(layer, activation)`` at ``site`` of ``layers`` (raw, undetached)."""
     modules = block_modules(loaded, site)
     handles = []
     try:
@@ -148,8 +149,39 @@ def capture_activations(
         seen.add(layer)
         fn(layer, x.detach().to(device))
 
-    with _hooked(loaded, site, chosen, record), torch.no_grad():
+    with activation_hooks(loaded, site, chosen, record), torch.no_grad():
         loaded.base_model(**forward_kwargs(loaded, input_ids, attention_mask))
     missing = [layer for layer in chosen if layer not in seen]
     if missing:
         raise RuntimeError(f"layers {missing} of {loaded.family!r} produced no {site} activation in the forward pass")
+
+
+@contextlib.contextmanager
+def head_outputs(loaded: LoadedModel, fn: LayerFn, *, layers: list[int] | None = None) -> Iterator[None]:
+    """Inside the block, every forward pass calls ``fn(layer, z)`` with the heads' outputs of ``layer``.
+
+    ``z`` is ``(batch, pos, head, d_head)``: each head's pattern applied to its values, the input of the
+    attention's output projection split by head (``blocks.L.attn.z``), before the projection mixes the
+    heads. Pre-hooks on the output projections, removed on leaving the block.
+    """
+    n_heads = loaded.n_heads
+    modules = block_modules(loaded, "attn")
+    chosen = list(range(loaded.n_layers)) if layers is None else sorted(set(layers))
+    handles = []
+
+    def record(layer: int, x: torch.Tensor) -> None:
+        if x.shape[-1] % n_heads:
+            raise ValueError(
+                f"the attention output projection of layer {layer} takes {x.shape[-1]} features, not a multiple of "
+                f"{n_heads} heads; per-head outputs are not available for {loaded.family!r}"
+            )
+        fn(layer, x.detach().unflatten(-1, (n_heads, -1)).to(loaded.device))
+
+    try:
+        for layer in chosen:
+            handles.append(modules[layer].register_forward_pre_hook(
+                lambda _m, args, layer=layer: record(layer, _first_tensor(args))))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

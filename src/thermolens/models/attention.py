@@ -55,7 +55,7 @@ import torch
 from thermolens.models import names
 from thermolens.models.loading import LoadedModel, check_supported, input_device
 
-__all__ = ["CapturedLogits", "capture_logits", "temperature"]
+__all__ = ["CapturedLogits", "capture_logits", "logit_capture", "temperature"]
 
 IMPL_PREFIX = "thermolens|"
 
@@ -492,6 +492,35 @@ def forward_kwargs(loaded: LoadedModel, input_ids: torch.Tensor, attention_mask:
     return kwargs
 
 
+def _check_capturable(loaded: LoadedModel) -> None:
+    impl = (loaded.model.config._attn_implementation or "eager").removeprefix(IMPL_PREFIX)
+    if impl.startswith(("flash", "flex", "paged")):
+        raise ValueError(
+            f"capture needs the sdpa or eager attention implementation, the model uses {impl!r}; "
+            "call model.set_attn_implementation('sdpa') first"
+        )
+
+
+@contextlib.contextmanager
+def logit_capture(
+    loaded: LoadedModel, *, layers: Iterable[int] | int | None = None
+) -> Iterator[dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """Capture the logits of ``layers`` (default all) in forward passes run inside the block.
+
+    Unlike :func:`capture_logits` the pass runs to its end, so the caller keeps the model's outputs
+    (hidden states, say) of the same pass. Yields a dict ``layer -> (logits, valid)`` (as in
+    :class:`CapturedLogits`, on each layer's device) that every pass overwrites; read it after each
+    pass. Works inside a :func:`temperature` block (the logits are ``l``, not ``l / T``).
+    """
+    if not isinstance(loaded, LoadedModel):
+        raise ValueError("logit_capture needs a LoadedModel; wrap a built model with from_pretrained_model")
+    _check_capturable(loaded)
+    store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    frame = _Frame(capture_layers=frozenset(_select(layers, loaded.n_layers, "layers")), store=store)
+    with _frame(loaded.model, frame):
+        yield store
+
+
 def capture_logits(
     loaded: LoadedModel,
     input_ids: torch.Tensor,
@@ -511,12 +540,7 @@ def capture_logits(
         raise ValueError("capture_logits needs a LoadedModel; wrap a built model with from_pretrained_model")
     input_ids, attention_mask = check_batch(input_ids, attention_mask)
     chosen = _select(layers, loaded.n_layers, "layers")
-    impl = (loaded.model.config._attn_implementation or "eager").removeprefix(IMPL_PREFIX)
-    if impl.startswith(("flash", "flex", "paged")):
-        raise ValueError(
-            f"capture needs the sdpa or eager attention implementation, the model uses {impl!r}; "
-            "call model.set_attn_implementation('sdpa') first"
-        )
+    _check_capturable(loaded)
     store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     frame = _Frame(capture_layers=frozenset(chosen), store=store, stop_after=max(chosen))
     with _frame(loaded.model, frame), torch.no_grad():

@@ -12,6 +12,7 @@ Hook points (names from ``thermolens.models.names``; shapes in brackets)::
     blocks.{L}.resid.pre        (batch, pos, d_model)
     blocks.{L}.attn.logits      (batch, head, q, k)      pre-softmax logits, masked keys left as computed
     blocks.{L}.attn.pattern     (batch, head, q, k)      Boltzmann weights at the head's temperature
+    blocks.{L}.attn.z           (batch, q, head, d_head) every head's output, before W_O mixes them
     blocks.{L}.attn.out         (batch, q, d_model)
     blocks.{L}.mlp.post         (batch, q, d_mlp)        after the activation
     blocks.{L}.resid.post       (batch, q, d_model)
@@ -42,6 +43,7 @@ from thermolens.models.names import (
     attn_mask,
     attn_out,
     attn_pattern,
+    attn_z,
     embed,
     mlp_post,
     resid_post,
@@ -241,7 +243,8 @@ class Block(nn.Module):
             pattern = boltzmann(logits * beta.view(1, h, 1, 1).to(logits.dtype), 1.0, mask)
         pattern = _apply(hooks, cache, attn_pattern(L), pattern.to(v.dtype))
         z = (pattern.unsqueeze(-1) * v.unsqueeze(2)).sum(3) if small else torch.matmul(pattern, v)  # (batch, head, q, d_head)
-        z = z.transpose(1, 2).reshape(n_batch, n_q, hd)  # (batch, q, head*d_head)
+        z = _apply(hooks, cache, attn_z(L), z.transpose(1, 2))  # (batch, q, head, d_head)
+        z = z.reshape(n_batch, n_q, hd)  # (batch, q, head*d_head)
         attn = _apply(hooks, cache, attn_out(L), torch.matmul(z, self.W_O) + self.b_O)
         x = (x if x.shape[1] == n_q else x[:, -n_q:]) + attn
         m_in = self.ln2(x) if self.ln2 is not None else x

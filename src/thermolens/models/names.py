@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["embed", "resid_pre", "attn_logits", "attn_pattern", "attn_mask", "attn_out", "mlp_post", "resid_post",
+__all__ = ["embed", "resid_pre", "attn_logits", "attn_pattern", "attn_mask", "attn_z", "attn_out", "mlp_post", "resid_post",
            "unembed", "layer_of"]
 
 _PREFIX = "blocks"
@@ -60,6 +60,12 @@ def attn_pattern(layer: int) -> str:
 def attn_mask(layer: int) -> str:
     """``"blocks.{layer}.attn.mask"``: which keys exist for each query of ``layer``."""
     return _name(layer, "attn.mask")
+
+
+def attn_z(layer: int) -> str:
+    """``"blocks.{layer}.attn.z"``: every head's output (its pattern applied to the values), before the
+    output projection mixes the heads."""
+    return _name(layer, "attn.z")
 
 
 def attn_out(layer: int) -> str:
