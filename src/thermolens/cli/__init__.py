@@ -61,3 +61,7 @@ app.add_typer(_claims_app, name="claims")
 
 def main() -> None:
     app()
+
+from thermolens.cli import dynamics as _dynamics  # noqa: E402
+
+app.command("dynamics")(_dynamics.dynamics)

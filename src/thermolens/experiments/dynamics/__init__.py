@@ -1,0 +1,1 @@
+"""Token clustering through depth and the mean-field phase diagram (issue 17)."""
