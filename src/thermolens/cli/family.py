@@ -13,7 +13,8 @@ app = typer.Typer(help="Train a model family for the scaling analyses (`thermole
 
 KIND = "family"
 
-#: FamilyConfig fields whose change would mix members trained differently in one directory
+#: FamilyConfig fields whose change would mix members trained differently in one directory (not
+#: snapshot_every: snapshots change no number of a member, and finished members keep theirs)
 _SHARED = ("n_layers", "mlp_ratio", "act", "budget_tokens", "batch_tokens", "lr", "weight_decay", "warmup_steps",
            "eval_every", "eval_batches", "scan_sequences", "n_boot")
 
@@ -30,6 +31,7 @@ def train(
     budget_tokens: int = typer.Option(None, "--budget-tokens", help="Predicted tokens per member (preset: 786432 = 3 x 2^18; quick: 2^17)."),
     batch_tokens: int = typer.Option(None, "--batch-tokens", help="Tokens per step; batch = batch_tokens // L windows (preset: 2048; quick: 512)."),
     lr: float = typer.Option(None, "--lr", help="Peak AdamW learning rate (both presets: 1e-2)."),
+    snapshot_every: int = typer.Option(None, "--snapshot-every", help="Save each member's weights every N steps, at step 0 and at the last step, as <member>/snapshots/step-NNNNNNN.safetensors (for `thermolens dynamics`); default 0: no snapshots. Members finished earlier are kept as they are."),
     executor: str = typer.Option("local", "--executor", help="local (worker processes), ray, or inline (this process, for debugging)."),
     workers: int = typer.Option(None, "--workers", help="Members trained at once (default: all cores)."),
     address: str = typer.Option(None, "--address", help="Ray address: auto, host:port (default: a local Ray instance)."),
@@ -57,7 +59,7 @@ def _config(opts: dict):
     if opts["source"]:
         changes["sources"] = tuple(_canonical(s) for s in opts["source"])
     for option, field in (("layers", "n_layers"), ("budget_tokens", "budget_tokens"),
-                          ("batch_tokens", "batch_tokens"), ("lr", "lr")):
+                          ("batch_tokens", "batch_tokens"), ("lr", "lr"), ("snapshot_every", "snapshot_every")):
         if opts[option] is not None:
             changes[field] = opts[option]
     return dataclasses.replace(base, **changes)

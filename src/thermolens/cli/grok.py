@@ -15,7 +15,7 @@ _CONFIG_OPTIONS = {
     "fraction_for": "fraction_overrides", "weight_decay": "weight_decays", "op": "op", "lr": "lr",
     "max_steps": "max_steps", "every": "every", "sweep_every": "sweep_every", "stop_acc": "stop_acc",
     "stop_window": "stop_window", "checkpoint_every": "checkpoint_every", "grokfast": "grokfast",
-    "grokfast_alpha": "grokfast_alpha", "grokfast_lamb": "grokfast_lamb",
+    "grokfast_alpha": "grokfast_alpha", "grokfast_lamb": "grokfast_lamb", "snapshot_every": "snapshot_every",
 }
 
 
@@ -51,7 +51,8 @@ def _options_to_values(opts: dict) -> dict:
         "fraction_overrides": _overrides(opts["fraction_for"]),
         "weight_decays": _floats(opts["weight_decay"], "--weight-decay"),
         **{key: opts[key] for key in ("op", "lr", "max_steps", "every", "sweep_every", "stop_acc", "stop_window",
-                                      "checkpoint_every", "grokfast", "grokfast_alpha", "grokfast_lamb")},
+                                      "checkpoint_every", "grokfast", "grokfast_alpha", "grokfast_lamb",
+                                      "snapshot_every")},
     }
 
 
@@ -73,7 +74,7 @@ def _stored_values(stored) -> dict:
         "fraction_overrides": stored.fraction_overrides, "weight_decays": stored.weight_decays,
         **{key: getattr(base, key) for key in ("op", "lr", "max_steps", "every", "sweep_every", "stop_acc",
                                                "stop_window", "checkpoint_every", "grokfast", "grokfast_alpha",
-                                               "grokfast_lamb")},
+                                               "grokfast_lamb", "snapshot_every")},
     }
 
 
@@ -96,6 +97,7 @@ def grok(
     grokfast: bool = typer.Option(False, "--grokfast/--no-grokfast", help="Grokfast-EMA gradient filter (arXiv:2405.20233); changes the dynamics, marked in every output."),
     grokfast_alpha: float = typer.Option(0.98, "--grokfast-alpha", help="Grokfast EMA decay."),
     grokfast_lamb: float = typer.Option(2.0, "--grokfast-lamb", help="Grokfast amplification."),
+    snapshot_every: int = typer.Option(0, "--snapshot-every", help="Save the model's weights every N steps, at step 0 and at the last step, as runs/<run>/snapshots/step-NNNNNNN.safetensors (for `thermolens dynamics`); default 0: no snapshots."),
     workers: int = typer.Option(2, "--workers", help="Runs trained at once (processes, one core each)."),
     retries: int = typer.Option(0, "--retries", help="Retry a failed run this many times, from its last checkpoint."),
     out: Path = typer.Option(None, "--out", help="Run directory (default: runs/grok)."),

@@ -136,13 +136,19 @@ def check_stored_config(config: Any, run_dir: Path, what: str, *, name: str = "s
     """Record ``config`` in ``run_dir/name`` on a study's first run; refuse to continue another config.
 
     A study that resumes in its run directory calls this first, so a half-finished run is never
-    finished with different settings (the differing keys are named).
+    finished with different settings (the differing keys are named). Fields added to the config after
+    the run was recorded count as their defaults, so a new option left at its default resumes old runs.
     """
     from thermolens.runner.sweep import differing_keys
 
     path = Path(run_dir) / name
     if path.is_file():
-        differ = differing_keys(io.read_json(path), config_to_dict(config))
+        stored = io.read_json(path)
+        try:
+            stored = config_to_dict(config_from_dict(type(config), stored))
+        except (TypeError, ValueError):
+            pass  # not readable as this config: compare as written, which names the differing keys
+        differ = differing_keys(stored, config_to_dict(config))
         if differ:
             raise ValueError(f"{run_dir} holds a {what} run with another config ({', '.join(differ)} differ); "
                              "give another run directory or the same config")

@@ -21,7 +21,10 @@ One run (``train_lm``):
   (``lr_schedule="cosine"``, Hoffmann et al. 2022, arXiv:2203.15556) or 1 (``"constant"``);
 * outputs in ``run_dir``: ``model.safetensors`` (weights), ``history.parquet`` and ``member.json``
   (configs, headline numbers, package version and git commit: what ``experiments.family`` checks for
-  members trained by different code).
+  members trained by different code), and with ``snapshot_every > 0`` the weights every that many
+  steps, at step 0 (the initial weights) and at the last step as ``snapshots/step-<step:07d>.safetensors``
+  (the grokking loop's snapshot format, ``experiments.grokking.train.save_snapshot``). A run starts
+  from step 0, so snapshots left in ``run_dir`` by an earlier attempt are removed first.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 import torch
 
 from thermolens import io
-from thermolens.experiments.grokking.train import _lr_factor
+from thermolens.experiments.grokking.train import _lr_factor, drop_snapshots_after, save_snapshot
 from thermolens.models.hooked import HookedConfig, HookedTransformer
 
 MEMBER_JSON = "member.json"
@@ -73,6 +76,7 @@ class LMConfig:
     eval_every: validation cadence in steps (the last step is always evaluated).
     eval_batches: validation batches of ``batch_size`` windows each.
     optimizer / optimizer_kwargs: ``"adamw"``, ``"adam"`` or ``"sgd"`` and extra keyword arguments.
+    snapshot_every: steps between weight snapshots (plus step 0 and the last step); 0: none.
     """
 
     model: dict
@@ -89,6 +93,7 @@ class LMConfig:
     optimizer: str = "adamw"
     optimizer_kwargs: dict = field(default_factory=dict)
     lr_schedule: str = "cosine"
+    snapshot_every: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, dict):
@@ -124,6 +129,8 @@ class LMConfig:
             raise ValueError("optimizer_kwargs must be a dict of keyword arguments for the optimizer")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
+        if not isinstance(self.snapshot_every, int) or self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every={self.snapshot_every!r} must be an integer >= 0 (0: no snapshots)")
 
     @property
     def tokens_per_step(self) -> int:
@@ -140,7 +147,13 @@ class LMConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return io.to_jsonable(self)
+        """JSON values of every field; ``snapshot_every`` only when snapshots are on (they change no
+        number of the run, and leaving the field out at 0 keeps the job configs recorded before it
+        existed equal to today's, so the sweep runner still recognizes those finished runs)."""
+        data = io.to_jsonable(self)
+        if not self.snapshot_every:
+            del data["snapshot_every"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LMConfig:
@@ -319,13 +332,17 @@ def train_lm(
 ) -> LMRun:
     """Train one causal LM as the module docstring says; see ``LMConfig`` for the settings.
 
-    run_dir: where ``model.safetensors``, ``history.parquet`` and ``member.json`` go (None: nothing
-        is written). progress: ``progress(step, steps)`` after every step. make_optimizer:
+    run_dir: where ``model.safetensors``, ``history.parquet``, ``member.json`` and the weight
+        snapshots go (None: nothing is written; needs ``snapshot_every = 0``). progress:
+        ``progress(step, steps)`` after every step. make_optimizer:
         ``make_optimizer(model, config) -> torch.optim.Optimizer`` replaces the default AdamW; its
         groups' learning rates are scaled by the warm-up/schedule factor every step.
     """
     import pandas as pd
 
+    if config.snapshot_every and run_dir is None:
+        raise ValueError(f"snapshot_every={config.snapshot_every} writes weight snapshots into run_dir; "
+                         "give a run_dir or set snapshot_every=0")
     code_commit()  # the commit of the code as loaded, before any long training
     source = resolve_source(config.source)
     model_config = config.hooked_config(source.vocab_size)
@@ -341,6 +358,10 @@ def train_lm(
     train_s = 0.0
     start = time.perf_counter()
     batches: torch.Tensor | None = None
+    if run_dir is not None:
+        drop_snapshots_after(run_dir, -1)  # training starts over: earlier attempts' snapshots go
+    if config.snapshot_every:
+        save_snapshot(run_dir, 0, model)  # the initial weights
     for step in range(steps):
         if step % chunk == 0:  # draw `chunk` steps of training windows at once
             n = min(chunk, steps - step)
@@ -371,6 +392,8 @@ def train_lm(
                 "wall_s": time.perf_counter() - start,
             })
             train_sum, train_n = 0.0, 0
+        if config.snapshot_every and (done % config.snapshot_every == 0 or done == steps):
+            save_snapshot(run_dir, done, model)
         if progress is not None:
             progress(done, steps)
     model.eval()

@@ -13,6 +13,7 @@ refined peak of ``C(T)``, a bootstrap CI over sequences, the Gaussian and row-sh
 in valid keys and logit spread). A member directory holds::
 
     model.safetensors   member.json   history.parquet   heads.parquet   result.json (written by the sweep)
+    snapshots/step-<step:07d>.safetensors   weights along training (``snapshot_every > 0`` only)
 
 ``member.json`` records the thermolens version and git commit; ``load_family`` warns (and lists the
 members) when a family directory mixes members trained by different code.
@@ -47,7 +48,10 @@ class FamilyConfig:
     tokens per member), batch_tokens (tokens per step: ``batch_size = batch_tokens // L`` windows, so
     every member takes the same number of steps), lr, weight_decay, warmup_steps, eval_every,
     eval_batches: ``LMConfig`` settings, the same for every member. scan_sequences, n_boot: the
-    per-head T* scan (validation windows, bootstrap resamples of its CI).
+    per-head T* scan (validation windows, bootstrap resamples of its CI). snapshot_every: each
+    member's weights every that many steps, at step 0 and the last step (``lm.train_lm``); 0: none.
+    Snapshots change no number a member reports, so a finished member is kept as it is whatever
+    ``snapshot_every`` a later run of the family asks for (``train_family``).
     """
 
     widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -67,6 +71,7 @@ class FamilyConfig:
     eval_batches: int = 8
     scan_sequences: int = 32
     n_boot: int = 200
+    snapshot_every: int = 0
 
     def __post_init__(self) -> None:
         for name in ("widths", "heads", "seq_lens", "sources", "seeds"):
@@ -167,7 +172,7 @@ class Member:
                    "d_mlp": f.mlp_ratio * self.d, "act": f.act},
             source=self.source, seq_len=self.L, batch_size=max(1, f.batch_tokens // self.L), budget_tokens=f.budget_tokens,
             lr=f.lr, weight_decay=f.weight_decay, warmup_steps=f.warmup_steps, seed=self.seed,
-            eval_every=f.eval_every, eval_batches=f.eval_batches,
+            eval_every=f.eval_every, eval_batches=f.eval_batches, snapshot_every=f.snapshot_every,
         )
 
     def job_config(self) -> dict[str, Any]:
@@ -287,14 +292,35 @@ def write_family_json(root: Path, config: FamilyConfig) -> None:
     })
 
 
+def _job_config(member: Member, root: Path) -> dict[str, Any]:
+    """``member.job_config()``, except that a finished member keeps the snapshot cadence it was trained with.
+
+    The sweep runner refuses a finished job whose stored config differs from the one given. Snapshots
+    change no number a member reports, so turning them on or off for a family must neither refuse nor
+    redo its finished members: they are kept as they are (with the snapshots they have, or none), and
+    only the members still to train follow ``snapshot_every``.
+    """
+    from thermolens.runner.sweep import JOB, RESULT
+
+    config = member.job_config()
+    run_dir = root / member.name
+    if (run_dir / RESULT).is_file() and (run_dir / JOB).is_file():
+        stored = io.read_json(run_dir / JOB).get("config", {}).get("lm", {})
+        config["lm"].pop("snapshot_every", None)
+        if "snapshot_every" in stored:
+            config["lm"]["snapshot_every"] = stored["snapshot_every"]
+    return config
+
+
 def train_family(
     config: FamilyConfig, root: str | Path, *, executor: str = "local", workers: int | None = None,
     address: str | None = None, retries: int = 1, progress: Callable[[int, int], None] | None = None,
 ) -> FamilyResult:
     """Train (or finish) every member under ``root/<member name>/`` with ``experiments.sweep.run_sweep``.
 
-    Finished members (``result.json`` present) are never redone; a member that fails twice is
-    reported in ``failed`` and the others go on.
+    Finished members (``result.json`` present) are never redone, whatever ``snapshot_every`` asks
+    now: they keep the snapshots (or none) they were trained with (``_job_config``). A member that
+    fails twice is reported in ``failed`` and the others go on.
     """
     import pandas as pd
 
@@ -304,7 +330,7 @@ def train_family(
     root.mkdir(parents=True, exist_ok=True)
     write_family_json(root, config)
     plan = config.plan()
-    jobs = [Job(name=m.name, fn=JOB_FN, config=m.job_config()) for m in plan.members]
+    jobs = [Job(name=m.name, fn=JOB_FN, config=_job_config(m, root)) for m in plan.members]
     result = run_sweep(jobs, root, executor=executor, workers=workers, address=address, retries=retries,
                        progress=progress)
     rows = [{"member": name, **summary} for name, summary in sorted(result.done.items())]

@@ -23,13 +23,20 @@ One run (``train``):
   thermometer still sees the run well past the onset), else at ``max_steps``;
 * a checkpoint (model, optimizer, filter state, every reading so far) every ``checkpoint_every``
   steps, written atomically: a failed write leaves the previous checkpoint intact. ``train`` with
-  an existing checkpoint continues from it and gives the same numbers as an uninterrupted run.
+  an existing checkpoint continues from it and gives the same numbers as an uninterrupted run;
+* weight snapshots every ``snapshot_every`` steps (0: none), at step 0 and at the last step:
+  the model's state dict (weights and the ``head_temperature`` buffer) as
+  ``snapshots/step-<step:07d>.safetensors``, written atomically, for measurements against training
+  step (``thermolens.experiments.dynamics.checkpoints``). A resumed run keeps the snapshots up to
+  its checkpoint as they are and writes the later ones again (those the interrupted attempt wrote
+  after its last checkpoint are removed: the continuation from the checkpoint is the run of record).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +54,8 @@ from thermolens.models.hooked import HookedTransformer, nanda2023
 from thermolens.optim import OPTIMIZERS, make_optimizer
 
 CHECKPOINT = "checkpoint.pt"
+SNAPSHOTS = "snapshots"  # folder of the weight snapshots in a run directory
+_SNAPSHOT_NAME = re.compile(r"step-(\d{7,})\.safetensors")
 
 #: series on which peaks are detected: (history column, short name)
 PEAK_SERIES = (
@@ -89,6 +98,7 @@ class GrokConfig:
     init: str = "default"  # "critical": every head starts at its T* (thermolens.optim.init)
     sharpness_every: int = 0  # steps between sharpness readings; 0: never
     device: str = "cpu"  # torch device of the model and the data ("cuda" on a GPU)
+    snapshot_every: int = 0  # steps between weight snapshots (also step 0 and the last step); 0: none
 
     def __post_init__(self) -> None:
         ModularTask(p=self.p, op=self.op, train_fraction=self.train_fraction, seed=self.seed)
@@ -123,13 +133,21 @@ class GrokConfig:
             raise ValueError(f"device={self.device!r} must be a torch device name such as 'cpu' or 'cuda'")
         if self.sharpness_every < 0:
             raise ValueError(f"sharpness_every={self.sharpness_every} must be >= 0 (0 switches it off)")
+        if not isinstance(self.snapshot_every, int) or self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every={self.snapshot_every!r} must be an integer >= 0 (0: no snapshots)")
 
     @property
     def task(self) -> ModularTask:
         return ModularTask(p=self.p, op=self.op, train_fraction=self.train_fraction, seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
-        return io.to_jsonable(self)
+        """JSON values of every field; ``snapshot_every`` only when snapshots are on. Snapshots change
+        no number of the run, and leaving the field out at 0 keeps the configurations recorded before it
+        existed (job.json of finished runs, checkpoints) equal to today's, so they still resume."""
+        data = io.to_jsonable(self)
+        if not self.snapshot_every:
+            del data["snapshot_every"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GrokConfig:
@@ -293,6 +311,45 @@ def _sweep_rows(step: int, sweep: dict[str, np.ndarray]) -> list[dict[str, Any]]
     return rows
 
 
+def snapshot_path(run_dir: str | Path, step: int) -> Path:
+    """Where the weight snapshot of ``step`` lives in a run directory."""
+    return Path(run_dir) / SNAPSHOTS / f"step-{int(step):07d}.safetensors"
+
+
+def snapshot_steps(run_dir: str | Path) -> list[int]:
+    """Steps of the weight snapshots in ``run_dir``, ascending (temporary files of a write in
+    progress are not snapshots)."""
+    folder = Path(run_dir) / SNAPSHOTS
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for f in folder.iterdir() if (m := _SNAPSHOT_NAME.fullmatch(f.name)))
+
+
+def save_snapshot(run_dir: str | Path, step: int, model: torch.nn.Module) -> Path:
+    """Write ``model.state_dict()`` (parameters and buffers, on the CPU) to ``snapshot_path(run_dir,
+    step)`` as safetensors, atomically: a failed write leaves no file."""
+    from safetensors.torch import save_file
+
+    path = snapshot_path(run_dir, step)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    try:
+        with io.atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"step": str(int(step))})
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"could not write the weight snapshot {path} ({exc.strerror or exc}); free disk space and "
+            "rerun (with --resume): training continues from the last checkpoint"
+        ) from exc
+    return path
+
+
+def drop_snapshots_after(run_dir: str | Path, step: int) -> None:
+    """Remove the snapshots of ``run_dir`` past ``step`` (``-1``: all): those of an attempt that is
+    being redone from ``step``."""
+    for later in (s for s in snapshot_steps(run_dir) if s > step):
+        snapshot_path(run_dir, later).unlink(missing_ok=True)
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Atomic: a failure (disk full, interruption) leaves the previous checkpoint untouched."""
     try:
@@ -334,12 +391,16 @@ def train(
 ) -> GrokRun:
     """Train one run with the thermometer attached; see the module docstring.
 
-    ``run_dir``: where checkpoints go (and are resumed from); ``None`` keeps everything in memory.
+    ``run_dir``: where checkpoints and weight snapshots go (and are resumed from); ``None`` keeps
+    everything in memory (and needs ``snapshot_every = 0``).
     ``progress(step, max_steps, reading)`` is called after every step (``reading`` is the test
     reading when one was taken at that step, else ``None``).
     """
     import pandas as pd
 
+    if config.snapshot_every and run_dir is None:
+        raise ValueError(f"snapshot_every={config.snapshot_every} writes weight snapshots into run_dir; "
+                         "give a run_dir or set snapshot_every=0")
     task = config.task
     data = make_dataset(task)
     data = dataclasses.replace(data, **{k: getattr(data, k).to(config.device)
@@ -365,7 +426,9 @@ def train(
     step, above_since, stopped_early, finished = 0, -1, False, False
     timings = {"train_s": 0.0, "thermometer_s": 0.0, "sweep_s": 0.0, "sharpness_s": 0.0}
     checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+    resumed_at = -1  # step of the checkpoint this run continues from; -1: a fresh start
     if checkpoint is not None and (state := _load_checkpoint(checkpoint, config)) is not None:
+        resumed_at = state["step"]
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         ema = state["ema"] or None
@@ -383,6 +446,8 @@ def train(
             })
 
     already_finished = finished  # a finished checkpoint is only read, never rewritten
+    if run_dir is not None and not already_finished:
+        drop_snapshots_after(run_dir, resumed_at)  # this attempt (re)writes every later one
     while not finished:
         reading = None
         if step % config.every == 0 or step == config.max_steps:
@@ -409,7 +474,11 @@ def train(
                 above_since = -1
             if config.stop_window and above_since >= 0 and step - above_since >= config.stop_window:
                 stopped_early = True
-        if stopped_early or step == config.max_steps:
+        last = stopped_early or step == config.max_steps
+        due = config.snapshot_every and (step % config.snapshot_every == 0 or last)
+        if due and not snapshot_path(run_dir, step).is_file():  # the one at the resume step is kept as written
+            save_snapshot(run_dir, step, model)
+        if last:
             finished = True
             break
 
