@@ -168,3 +168,23 @@ def test_cli_names_a_model_whose_attention_cannot_be_heated(tmp_path):
     tf.AutoTokenizer.from_pretrained(bundled_model_dir(), local_files_only=True).save_pretrained(path)
     res = _run(["dynamics", "--model", str(path), "--out", str(tmp_path / "run"), "--quiet"])
     assert res.exit_code == 2 and "'bloom' does not route attention" in res.output, res.output
+
+
+def test_mean_field_prediction_reads_crossings_of_the_instability_line():
+    import pandas as pd
+
+    from thermolens.experiments.dynamics.study import mean_field_prediction
+
+    T = np.array([4.0, 2.0, 1.0, 0.5])
+    frame = pd.DataFrame({"layer": 1, "T": T, "beta_eff": 2.0 / T, "K_ratio": [0.5, 0.8, 1.2, 1.5], "beta_star": 1.005})
+    out = mean_field_prediction(frame, "continuous")
+    (crossing,) = out["crossings"]
+    # K_ratio - 1 goes -0.2 -> +0.2 between T = 2 and T = 1: halfway in log T (sqrt 2), beta_eff halfway (1.5)
+    assert crossing["T"] == pytest.approx(np.sqrt(2.0)) and crossing["beta_eff"] == pytest.approx(1.5)
+    assert crossing["order"] == "discontinuous" and crossing["direction"] == "into clustered"
+    assert out["mean_field"] == "jump" and out["agrees"] is False
+    low = frame.assign(beta_star=3.0)  # the same crossing below beta_*: continuous
+    assert mean_field_prediction(low, "continuous")["mean_field"] == "continuous"
+    assert mean_field_prediction(low, "continuous")["agrees"] is True
+    none = frame.assign(K_ratio=0.3)
+    assert mean_field_prediction(none, "flat")["mean_field"] == "no transition in range"

@@ -168,3 +168,7 @@ def _print_model(result, summary: dict) -> None:
         shape = result.shape
         console.print(f"last-layer r1 against beta = 1/T: {shape['shape']} (largest step {shape['largest_step']:+.3f} "
                       f"between beta {shape['at'][0]:.3g} and {shape['at'][1]:.3g}); hysteresis {shape['hysteresis']}")
+        crossings = "; ".join(f"layer {c['layer']} at T={c['T']:.3g} (beta_eff {c['beta_eff']:.3g}, {c['order']})"
+                              for c in shape["crossings"]) or "none"
+        console.print(f"mean field predicts: {shape['mean_field']} (K_eff/K_# = 1 crossings: {crossings}); "
+                      f"{'agrees' if shape['agrees'] else 'disagrees'} with the measured shape")

@@ -187,11 +187,40 @@ def _sweep(model: Any, tokens: Any, config: DynamicsConfig, beta_t1: pd.DataFram
         for block, beta1 in enumerate(beta_t1["beta_eff"]):
             eff, _ = effective_table(tr.states[block : block + 2], None, m, beta_fixed=beta1 / T)
             eff_rows.append({"T": T, **eff.iloc[0].to_dict(), "layer": block + 1})
-    sweep = pd.DataFrame(rows)
+    sweep, sweep_eff = pd.DataFrame(rows), pd.DataFrame(eff_rows)
     r1 = sweep[sweep["quantity"] == "r1"].sort_values("beta")
     shape = transition_shape(r1["beta"].to_numpy(), r1["value"].to_numpy(), r1["lo"].to_numpy(), r1["hi"].to_numpy())
     shape["hysteresis"] = "not possible: a forward pass keeps no state between temperatures"
-    return sweep, pd.DataFrame(eff_rows), shape
+    shape.update(mean_field_prediction(sweep_eff, shape["shape"]))
+    return sweep, sweep_eff, shape
+
+
+def mean_field_prediction(sweep_eff: pd.DataFrame, measured: str) -> dict[str, Any]:
+    """Where mean-field theory puts a transition along the sweep, and whether the measured shape agrees.
+
+    For every layer, ``K_eff / K_#`` along the sweep (``beta_eff`` rises as ``1/T``) is followed for crossings
+    of 1 (linear interpolation in ``log T``); at a crossing the Landau prediction at that ``beta_eff`` says
+    continuous (below ``beta_*(d)``) or discontinuous. The theory predicts a jump when some layer crosses at
+    ``beta_eff > beta_*(d)``, continuous growth when crossings exist and all are below it, and no transition
+    in the range otherwise. ``agrees`` compares that with the measured shape (jump vs continuous or flat).
+    """
+    crossings = []
+    for layer, rows in sweep_eff.groupby("layer"):
+        rows = rows[np.isfinite(rows["K_ratio"])].sort_values("T", ascending=False)
+        excess = rows["K_ratio"].to_numpy() - 1.0
+        for i in np.flatnonzero(np.sign(excess[:-1]) * np.sign(excess[1:]) < 0):
+            w = excess[i] / (excess[i] - excess[i + 1])
+            log_t = (1 - w) * np.log(rows["T"].iloc[i]) + w * np.log(rows["T"].iloc[i + 1])
+            beta = (1 - w) * rows["beta_eff"].iloc[i] + w * rows["beta_eff"].iloc[i + 1]
+            crossings.append({"layer": int(layer), "T": float(np.exp(log_t)), "beta_eff": float(beta),
+                              "direction": "into clustered" if excess[i + 1] > 0 else "out of clustered",
+                              "order": "discontinuous" if beta > rows["beta_star"].iloc[0] else "continuous"})
+    if not crossings:
+        predicted = "no transition in range"
+    else:
+        predicted = "jump" if any(c["order"] == "discontinuous" for c in crossings) else "continuous"
+    agrees = (predicted == "jump") == (measured == "jump")
+    return {"mean_field": predicted, "crossings": crossings, "agrees": bool(agrees)}
 
 
 def run_dynamics(
