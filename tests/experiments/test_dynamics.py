@@ -188,3 +188,32 @@ def test_mean_field_prediction_reads_crossings_of_the_instability_line():
     assert mean_field_prediction(low, "continuous")["agrees"] is True
     none = frame.assign(K_ratio=0.3)
     assert mean_field_prediction(none, "flat")["mean_field"] == "no transition in range"
+
+
+def test_particles_through_the_model_pipeline_return_their_own_beta_and_K():
+    from thermolens.experiments.dynamics.simulate import SimulationConfig, run_simulation
+
+    config = SimulationConfig(betas=(1.0,), K_ratio=2.0, d=3, n_particles=200, n_sequences=6, n_layers=4,
+                              tau_layer=1.5, anneal_ratios=(), measure=MeasureConfig(n_boot=100))
+    result = run_simulation(config)
+    run = result.summary()["runs"][0]
+    assert run["beta_eff"] == [1.0] * 5  # the particles' logits are beta u.u exactly
+    assert run["mean_cosine"][-1] > 0.3 > abs(run["null"]["mean_cosine"][-1])  # K = 2 K_#: they cluster
+    eff = result.effective
+    clustered = eff[eff["layer"] >= 3]  # once the field is visible, the probe steps give K back
+    assert np.all(np.abs(clustered["K_eff"] / clustered["K_true"] - 1) < 0.25), clustered[["K_eff", "K_true"]]
+    assert result.theory["transition"].iloc[0] == "continuous"  # beta = 1 < beta_*(3) = 1.816
+
+
+def test_cli_simulate_json(tmp_path):
+    out = tmp_path / "sim"
+    res = _run(["dynamics", "--simulate", "noisy-transformer", "--beta", "1,3", "--particles", "300",
+                "--sequences", "2", "--layers", "2", "--anneal", "0.9,1.1", "--bootstrap", "20", "--out", str(out),
+                "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [r["transition"] for r in payload["runs"]] == ["continuous", "discontinuous"]  # beta_* = 2.4469
+    assert all(len(r["mean_cosine"]) == 3 and "loop_width" in r for r in payload["runs"])
+    for name in ("depth.parquet", "effective.parquet", "anneal.parquet", "theory.parquet", "particles.png",
+                 "report.html"):
+        assert (out / name).is_file(), name

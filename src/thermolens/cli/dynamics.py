@@ -29,8 +29,8 @@ def dynamics(
     dim: int = typer.Option(2, "--dim", help="With --simulate: dimension d of the space (2: the circle, with the fast Fourier drift; a model's width to match it)."),
     particles: int = typer.Option(10_000, "--particles", help="With --simulate: particles (tokens) per system."),
     layers: int = typer.Option(6, "--layers", help="With --simulate: recorded steps after the start (the 'layers')."),
-    layer_time: float = typer.Option(0.5, "--layer-time", help="With --simulate: time tau between recorded steps."),
-    anneal: str = typer.Option("0.6:1.4:9", "--anneal", help="With --simulate: K/K_# ladder of the heating/cooling run for hysteresis ('' for none)."),
+    layer_time: float = typer.Option(2.0, "--layer-time", help="With --simulate: time tau between recorded steps."),
+    anneal: str = typer.Option("0.8:1.2:9", "--anneal", help="With --simulate: K/K_# ladder of the heating/cooling run for hysteresis, 2 systems of 2000 particles, 10 tau per rung ('' for none)."),
     cluster_cosine: float = typer.Option(0.5, "--cluster-cosine", help="Cluster count: average linkage stops merging below this mean cosine."),
     bootstrap: int = typer.Option(500, "--bootstrap", help="Bootstrap resamples of sequences for every interval."),
     seed: int = typer.Option(0, "--seed", help="Seed for the null's directions, the bootstrap and the particles."),
@@ -81,8 +81,8 @@ def dynamics(
                 f"beta={run['beta']:g} ({run['transition']}, K_#={run['K_sharp']:.4g}, K_c={run['K_c']:.4g}): mean cosine "
                 + " ".join(f"{v:.3f}" for v in run["mean_cosine"])
                 + f"; K_eff {run['K_eff'][-1]:.4g} vs K {run['K_true']:.4g}"
-                + (f"; hysteresis gap {run['hysteresis_gap']:.3f} at K/K_#={run['hysteresis_at_K_ratio']:g}"
-                   if "hysteresis_gap" in run else "")
+                + (f"; heating/cooling loop width {run['loop_width']:.3f} at K/K_#={run['loop_at_K_ratio']:g}"
+                   if "loop_width" in run else "")
             )
         console.print(f"wrote {run_dir}")
         if json_out:

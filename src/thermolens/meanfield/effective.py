@@ -128,14 +128,45 @@ def logit_sums(logits: np.ndarray, valid: np.ndarray, u: np.ndarray) -> LogitSum
 # K_eff from updates
 
 
+#: Systems larger than this get the interaction field in row chunks (direct) or by Fourier series (circle).
+_DIRECT_ROWS = 2048
+
+
+def _circle_field(u: np.ndarray, beta: float) -> np.ndarray:
+    """``m`` on the circle (d = 2) by the noisy transformer's Fourier series, ``O(n M)`` per system.
+
+    With ``u_i = (cos 2 pi theta_i, sin 2 pi theta_i)`` and ``t_i`` the unit tangent,
+    ``P_i u_j = sin 2 pi (theta_j - theta_i) t_i``, and ``W'(x) = -2 pi sin(2 pi x) exp(beta cos 2 pi x)``, so
+    ``m_i = (1/n) sum_j W'(theta_i - theta_j) / (2 pi) t_i``: the circle's ``fourier_force`` over ``2 pi``.
+    """
+    from thermolens.meanfield.dynamics import force_modes, fourier_force
+    from thermolens.meanfield.kernels import noisy_transformer
+
+    kernel = noisy_transformer(beta)
+    w_hat = kernel.w_hat(np.arange(force_modes(kernel) + 1))
+    theta = np.arctan2(u[..., 1], u[..., 0]) / (2 * np.pi)  # (S, n)
+    tangent = np.stack([-u[..., 1], u[..., 0]], axis=-1)
+    along = np.stack([fourier_force(t, w_hat) for t in theta]) / (2 * np.pi)  # (S, n)
+    return along[..., None] * tangent
+
+
 def interaction_field(u: np.ndarray, beta: float) -> np.ndarray:
     """``m_i = (1/n) sum_j exp(beta u_i . u_j) P_i u_j`` for unit ``u`` ``(S, n, d)``; the noisy transformer's
     drift per unit ``2 K``. ``exp(beta (c - 1))`` keeps large ``beta`` finite; the factor ``exp(beta)`` is
-    restored at the end."""
-    cos = pairwise_cosines(u)  # (S, n, n)
-    weight = np.exp(beta * (cos - 1.0))
-    pulled = weight @ u - (weight * cos).sum(axis=-1, keepdims=True) * u
-    return pulled * (np.exp(beta) / u.shape[1])
+    restored at the end. Large systems: Fourier series on the circle, row chunks elsewhere (memory
+    ``O(_DIRECT_ROWS n)``)."""
+    n = u.shape[1]
+    if n > _DIRECT_ROWS and u.shape[2] == 2 and beta > 0:
+        return _circle_field(u, beta)
+    out = np.empty_like(u, dtype=np.float64)
+    for system in range(u.shape[0]):
+        x = u[system].astype(np.float64)
+        for start in range(0, n, _DIRECT_ROWS):
+            rows = x[start : start + _DIRECT_ROWS]
+            cos = np.clip(rows @ x.T, -1.0, 1.0)  # (rows, n)
+            weight = np.exp(beta * (cos - 1.0))
+            out[system, start : start + _DIRECT_ROWS] = weight @ x - (weight * cos).sum(axis=-1, keepdims=True) * rows
+    return out * (np.exp(beta) / n)
 
 
 @dataclass(frozen=True)

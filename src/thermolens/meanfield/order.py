@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: Past this many particles, cluster counts come from a random subset of this size (linkage is O(n^2)).
-MAX_CLUSTER_POINTS = 2000
+MAX_CLUSTER_POINTS = 1000
 
 
 def _check_cloud(x: np.ndarray) -> np.ndarray:

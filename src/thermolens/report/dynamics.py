@@ -118,6 +118,8 @@ def plot_placement(effective, sweep_effective=None, ax=None):
     ax.axvline(beta_star, color="tab:red", ls="--", lw=1, label=rf"$\beta_*$(d={d}) = {beta_star:.3f}")
     ax.axvline(CIRCLE_BETA_STAR, color="tab:red", ls=":", lw=1, label=r"$\beta_*$ circle = 2.447")
     xmax = max([3.0] + [float(v) for v in ok["beta_hi"] if np.isfinite(v)])
+    if sweep_effective is not None and len(sweep_effective):
+        xmax = max(xmax, float(sweep_effective.loc[np.isfinite(sweep_effective["K_ratio"]), "beta_eff"].max()))
     ax.axvspan(0, beta_star, color="tab:blue", alpha=0.08, lw=0)
     ax.axvspan(beta_star, xmax * 1.1, color="tab:red", alpha=0.06, lw=0)
     ax.set_xlim(0, xmax * 1.1)
@@ -246,7 +248,7 @@ def plot_training(result, axes=None):
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     ax = axes[0]
-    for component, color, ls in (("tokens", "black", "-"), ("null", "gray", ":")):
+    for component, color, ls in (("tokens", "black", "-"), ("minus_mean", "tab:green", "--"), ("null", "gray", ":")):
         rows = result.last_layer("r1", component)
         _band(ax, rows["step"], rows, color, ls, f"last-layer r1 ({component})")
     history = result.history

@@ -147,12 +147,15 @@ def histogram_table(states: np.ndarray, config: MeasureConfig) -> pd.DataFrame:
 
 
 def effective_table(states: np.ndarray, logits: tuple[LogitSums, ...] | None, config: MeasureConfig, *,
-                    T: float = 1.0, beta_fixed: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    T: float = 1.0, beta_fixed: float | None = None,
+                    after: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``beta_eff`` (from the logits) and ``K_eff`` (from the updates) of every block, placed on the sphere's
     mean-field diagram; and the per-head ``beta`` table.
 
     At temperature ``T`` a head's softmax sees ``l / T``, so its ``beta`` is the logits' slope over ``T``.
-    ``beta_fixed`` replaces the logit fit (the particle model, whose ``beta`` is known). Returns
+    ``beta_fixed`` replaces the logit fit (the particle model, whose ``beta`` is known). ``after``: the states
+    one short step after each of ``states`` (the particle model's probes), replacing the next layer as the
+    update's end point; its rows are numbered from 0. Returns
     ``(layers, heads)``: layers has layer (1-based block), beta_eff, beta_lo, beta_hi, logit_r2, K_eff, K_lo,
     K_hi, dtau, n_kept, d, K_sharp, K_ratio, K_ratio_lo, K_ratio_hi, landau (the local prediction at
     beta_eff: continuous / discontinuous / none when beta_eff <= 0), beta_star (of S^(d-1)).
@@ -162,7 +165,8 @@ def effective_table(states: np.ndarray, logits: tuple[LogitSums, ...] | None, co
     d = states.shape[-1]
     beta_star = sphere_threshold(d)
     rows, head_rows = [], []
-    for block in range(states.shape[0] - 1):
+    ends = states[1:] if after is None else after
+    for block in range(len(ends)):
         seed = config.seed + 31 * block
         if beta_fixed is not None:
             beta, b_lo, b_hi, r2 = float(beta_fixed), float(beta_fixed), float(beta_fixed), 1.0
@@ -177,11 +181,11 @@ def effective_table(states: np.ndarray, logits: tuple[LogitSums, ...] | None, co
             est, lo, hi = bootstrap_sums(lambda xy, xx, yy: (xy / xx).mean(axis=-1) / T, totals,
                                          n_boot=config.n_boot, seed=seed)
             beta, b_lo, b_hi, r2 = float(est), float(lo), float(hi), float(np.mean(head_r2))
-        coupling = coupling_sums(states[block], states[block + 1], beta)
+        coupling = coupling_sums(states[block], ends[block], beta)
         K, K_lo, K_hi = (float(v) for v in bootstrap_sums(coupling.statistic("K"), coupling.totals,
                                                            n_boot=config.n_boot, seed=seed))
         dtau = float(coupling.statistic("dtau")(*(t.sum(0) for t in coupling.totals)))
-        row = {"layer": block + 1, "beta_eff": beta, "beta_lo": b_lo, "beta_hi": b_hi, "logit_r2": r2,
+        row = {"layer": block + (1 if after is None else 0), "beta_eff": beta, "beta_lo": b_lo, "beta_hi": b_hi, "logit_r2": r2,
                "K_eff": K, "K_lo": K_lo, "K_hi": K_hi, "dtau": dtau, "n_kept": int(coupling.count.sum()),
                "d": d, "beta_star": beta_star}
         if beta > 0 and math.isfinite(beta):

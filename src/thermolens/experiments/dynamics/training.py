@@ -32,7 +32,7 @@ class TrainingResult:
     kind: str
     run_dir: str
     steps: tuple[int, ...]
-    depth: pd.DataFrame  # depth_table rows with a step column (components tokens, null)
+    depth: pd.DataFrame  # depth_table rows with a step column (components tokens, null, minus_mean)
     effective: pd.DataFrame  # effective_table rows with a step column
     history: pd.DataFrame | None  # the run's own readings (accuracy, loss against step)
     shape: dict  # of the last layer's r1 against step
@@ -49,6 +49,7 @@ class TrainingResult:
             "label": self.label, "kind": self.kind, "run_dir": self.run_dir, "steps": list(self.steps),
             "r1_last_layer": last["value"].tolist(),
             "mean_cosine_last_layer": self.last_layer("mean_cosine")["value"].tolist(),
+            "r1_last_layer_minus_mean": self.last_layer("r1", "minus_mean")["value"].tolist(),
             "beta_eff": {int(layer): g.sort_values("step")["beta_eff"].tolist() for layer, g in eff.groupby("layer")},
             "K_ratio": {int(layer): g.sort_values("step")["K_ratio"].tolist() for layer, g in eff.groupby("layer")},
             "shape": self.shape,
@@ -86,7 +87,7 @@ def training_dynamics(
     for step in (progress(steps) if progress else steps):
         model = snaps.model_at(step)
         tr = trace(model, snaps.tokens, heads=False)
-        depth = depth_table(tr.states, config, components=("tokens", "null"), clusters=False)
+        depth = depth_table(tr.states, config, components=("tokens", "null", "minus_mean"), clusters=False)
         eff, _ = effective_table(tr.states, tr.logits, config)
         depth_parts.append(depth.assign(step=step))
         eff_parts.append(eff.assign(step=step))
