@@ -27,6 +27,7 @@ smooth function of per-system sums, which :func:`bootstrap_sums` resamples.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,15 @@ from thermolens.meanfield.order import pairwise_cosines, unit_vectors
 MIN_OVERLAP = 0.1
 
 __all__ = ["CouplingSums", "LogitSums", "bootstrap_sums", "coupling_sums", "interaction_field", "logit_sums"]
+
+
+@functools.lru_cache(maxsize=8)
+def _resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """How often each of ``n`` systems is drawn in each of ``n_boot`` resamples (read-only, cached: every
+    statistic of one run is resampled with the same draws, which keeps them consistent with each other)."""
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    counts.setflags(write=False)
+    return counts
 
 
 def bootstrap_sums(
@@ -58,8 +68,7 @@ def bootstrap_sums(
     if n_boot <= 0 or n < 2:
         nan = np.full_like(estimate, np.nan)
         return estimate, nan, nan
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)  # (n_boot, n)
+    weights = _resample_counts(n, n_boot, seed)  # (n_boot, n)
     totals = [np.tensordot(weights, s, axes=(1, 0)) for s in sums]  # (n_boot, ...)
     with np.errstate(divide="ignore", invalid="ignore"):
         draws = np.asarray(statistic(*totals), dtype=np.float64)
@@ -158,14 +167,16 @@ def interaction_field(u: np.ndarray, beta: float) -> np.ndarray:
     n = u.shape[1]
     if n > _DIRECT_ROWS and u.shape[2] == 2 and beta > 0:
         return _circle_field(u, beta)
-    out = np.empty_like(u, dtype=np.float64)
+    out = np.empty(u.shape, dtype=np.float64)
     for system in range(u.shape[0]):
-        x = u[system].astype(np.float64)
+        x = u[system].astype(np.float32)  # float32 products, float64 result: m enters sums, not differences
         for start in range(0, n, _DIRECT_ROWS):
             rows = x[start : start + _DIRECT_ROWS]
             cos = np.clip(rows @ x.T, -1.0, 1.0)  # (rows, n)
             weight = np.exp(beta * (cos - 1.0))
-            out[system, start : start + _DIRECT_ROWS] = weight @ x - (weight * cos).sum(axis=-1, keepdims=True) * rows
+            pulled = (weight @ x).astype(np.float64)
+            out[system, start : start + _DIRECT_ROWS] = pulled - (weight * cos).sum(
+                axis=-1, keepdims=True, dtype=np.float64) * rows
     return out * (np.exp(beta) / n)
 
 
@@ -213,7 +224,7 @@ def coupling_sums(x_in: np.ndarray, x_out: np.ndarray, beta: float) -> CouplingS
     """
     if not np.isfinite(beta):
         raise ValueError(f"beta={beta} must be finite")
-    u, v = unit_vectors(x_in), unit_vectors(x_out)
+    u, v = unit_vectors(np.asarray(x_in, np.float64)), unit_vectors(np.asarray(x_out, np.float64))
     if u.shape != v.shape:
         raise ValueError(f"states entering {u.shape} and leaving {v.shape} the layer differ in shape")
     overlap = np.einsum("snd,snd->sn", u, v)

@@ -54,13 +54,19 @@ def _check_cloud(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _float_type(x: np.ndarray) -> type:
+    return np.float32 if x.dtype == np.float32 else np.float64
+
+
 def unit_vectors(x: np.ndarray) -> np.ndarray:
-    """Directions ``x / |x|`` in float64, ``(n_systems, n, d)``; a zero vector has no direction and is refused."""
-    x = _check_cloud(x).astype(np.float64)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    """Directions ``x / |x|``, ``(n_systems, n, d)``: float32 stays float32 (norms taken in float64), anything
+    else becomes float64. A zero vector has no direction and is refused."""
+    x = _check_cloud(x)
+    dtype = _float_type(x)
+    norms = np.sqrt(np.einsum("snd,snd->sn", x, x, dtype=np.float64))[..., None]
     if not np.all(np.isfinite(norms)) or np.any(norms == 0):
         raise ValueError("a token state is zero or not finite; its direction is undefined")
-    return x / norms
+    return (x / norms).astype(dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -101,12 +107,12 @@ def _second_moment_norm2(u: np.ndarray, gram: np.ndarray | None) -> np.ndarray:
     n = u.shape[1]
     if gram is not None:
         return np.einsum("sij,sij->s", gram, gram) / n**2
-    second = u.transpose(0, 2, 1) @ u / n  # (S, d, d)
+    second = np.stack([system.T @ system for system in u]).astype(np.float64) / n  # (S, d, d), 2-D BLAS each
     return np.einsum("sij,sij->s", second, second)
 
 
 def _cluster_count(u: np.ndarray, gram: np.ndarray | None, cluster_cosine: float, rng: np.random.Generator) -> int:
-    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.cluster.hierarchy import linkage
 
     if gram is not None:
         distance = 1.0 - gram[np.triu_indices(gram.shape[0], k=1)]  # condensed cosine distances
@@ -115,7 +121,9 @@ def _cluster_count(u: np.ndarray, gram: np.ndarray | None, cluster_cosine: float
         if u.shape[0] > MAX_CLUSTER_POINTS:
             u = u[rng.choice(u.shape[0], MAX_CLUSTER_POINTS, replace=False)]
         tree = linkage(u, method="average", metric="cosine")
-    return int(fcluster(tree, t=1.0 - cluster_cosine, criterion="distance").max())
+    # Average linkage is monotone (merge heights never decrease), so cutting the tree at distance t leaves
+    # one cluster per merge above t: n - (merges at or below t); fcluster's validation would cost more.
+    return int(u.shape[0] - np.count_nonzero(tree[:, 2] <= 1.0 - cluster_cosine))
 
 
 def order_parameters(
@@ -135,8 +143,9 @@ def order_parameters(
         raise ValueError(f"cluster_cosine={cluster_cosine} must lie strictly between -1 and 1 (e.g. 0.5)")
     u = unit_vectors(x)
     n, d = u.shape[1], u.shape[2]
-    gram = _gram(u) if n <= max(d, MAX_CLUSTER_POINTS // 4) else None
-    r1 = np.linalg.norm(u.mean(axis=1), axis=-1)
+    # The Gram matrix when it is the smaller one or the cluster count needs it; else the d x d moment.
+    gram = _gram(u) if n <= d or (clusters and n <= MAX_CLUSTER_POINTS // 4) else None
+    r1 = np.linalg.norm(u.mean(axis=1, dtype=np.float64), axis=-1)
     r2 = np.sqrt(np.clip(_second_moment_norm2(u, gram) - 1.0 / d, 0.0, None) * d / (d - 1))
     mean_cosine = (n * r1**2 - 1.0) / (n - 1)
     counts = None
@@ -155,18 +164,15 @@ def cosine_histogram(x: np.ndarray, edges: np.ndarray, *, max_pairs: int = 200_0
     """
     u = unit_vectors(x)
     n = u.shape[1]
-    rng = np.random.default_rng(seed)
-    counts = np.zeros(len(edges) - 1, dtype=np.int64)
     upper = np.triu_indices(n, k=1)
-    for system in u:
-        if upper[0].size <= max_pairs:
-            cos = (system @ system.T)[upper]
-        else:
-            i = rng.integers(0, n, max_pairs)
-            j = (i + rng.integers(1, n, max_pairs)) % n  # j != i
-            cos = np.einsum("pd,pd->p", system[i], system[j])
-        counts += np.histogram(np.clip(cos, -1.0, 1.0), bins=edges)[0]
-    return counts
+    if upper[0].size <= max_pairs:
+        cos = pairwise_cosines(u, np.float32)[:, upper[0], upper[1]]
+    else:
+        rng = np.random.default_rng(seed)
+        i = rng.integers(0, n, (u.shape[0], max_pairs))
+        j = (i + rng.integers(1, n, i.shape)) % n  # j != i
+        cos = np.einsum("spd,spd->sp", np.take_along_axis(u, i[..., None], 1), np.take_along_axis(u, j[..., None], 1))
+    return np.histogram(np.clip(cos, -1.0, 1.0), bins=edges)[0]
 
 
 def random_directions(x: np.ndarray, *, seed: int) -> np.ndarray:
@@ -177,9 +183,10 @@ def random_directions(x: np.ndarray, *, seed: int) -> np.ndarray:
 
 
 def without_global_mean(x: np.ndarray) -> np.ndarray:
-    """States minus their mean over every token of every system (the corpus-wide common direction)."""
-    x = _check_cloud(x).astype(np.float64)
-    return x - x.mean(axis=(0, 1), keepdims=True)
+    """States minus their mean over every token of every system (the corpus-wide common direction); the
+    mean is taken in float64, the result keeps the input's float type."""
+    x = _check_cloud(x)
+    return (x - x.mean(axis=(0, 1), keepdims=True, dtype=np.float64)).astype(_float_type(x), copy=False)
 
 
 def without_position_mean(x: np.ndarray) -> np.ndarray:
@@ -187,7 +194,7 @@ def without_position_mean(x: np.ndarray) -> np.ndarray:
 
     Needs at least two systems: with one, every state would be zero.
     """
-    x = _check_cloud(x).astype(np.float64)
+    x = _check_cloud(x)
     if x.shape[0] < 2:
         raise ValueError("removing the per-position mean needs at least 2 sequences")
-    return x - x.mean(axis=0, keepdims=True)
+    return (x - x.mean(axis=0, keepdims=True, dtype=np.float64)).astype(_float_type(x), copy=False)

@@ -62,7 +62,7 @@ def _rows(layer: int, component: str, params, config: MeasureConfig) -> list[dic
         values = getattr(params, quantity)
         if values is None:
             continue
-        est, lo, hi = mean_ci(values, n_boot=config.n_boot, seed=config.seed + layer)
+        est, lo, hi = mean_ci(values, n_boot=config.n_boot, seed=config.seed)
         rows.append({"layer": layer, "component": component, "quantity": quantity, "value": est, "lo": lo, "hi": hi})
     return rows
 
@@ -99,47 +99,59 @@ def depth_table(
     """
     special = np.zeros(states.shape[2], dtype=bool) if special is None else np.asarray(special, dtype=bool)
     rows: list[dict] = []
+    null = None  # directions only: the null's law does not depend on the layer, so one draw serves all
     for layer, layer_states in enumerate(states):
         for component in components:
-            x = component_states(layer_states, component, special, config.seed + 7919 * layer)
+            if component == "null" and null is not None:
+                rows.extend(dict(row, layer=layer) for row in null)
+                continue
+            x = component_states(layer_states, component, special, config.seed)
             if x is None:
                 continue
             params = order_parameters(
                 x, clusters=clusters and component in ("tokens", "null"), cluster_cosine=config.cluster_cosine,
                 seed=config.seed,
             )
-            rows.extend(_rows(layer, component, params, config))
+            new = _rows(layer, component, params, config)
+            rows.extend(new)
+            if component == "null":
+                null = new
     return pd.DataFrame(rows)
 
 
 def head_table(heads: np.ndarray, config: MeasureConfig) -> pd.DataFrame:
-    """Order parameters of every head's output ``(n_layers, S, n, H, d_head)``, beside their null.
+    """Order parameters of every head's output ``(n_layers, S, n, H, d_head)``, beside their null (one draw:
+    the null's directions do not depend on the head). The heads of a layer are measured as ``H x S`` systems
+    at once. Heads whose output is zero for some token (no direction there) are left out.
 
     Columns: layer (1-based: the block that holds the head), head, quantity, value, lo, hi, null.
     """
     rows = []
+    null = order_parameters(random_directions(heads[0, :, :, 0], seed=config.seed), clusters=False)
+    n_layers, S, n, H, d_head = heads.shape
     for block, per_layer in enumerate(heads):
-        for head in range(per_layer.shape[2]):
-            z = per_layer[:, :, head]
-            if not np.all(np.linalg.norm(z, axis=-1) > 0):
-                continue  # a head that outputs zero for some token has no direction there
-            params = order_parameters(z, clusters=False)
-            null = order_parameters(random_directions(z, seed=config.seed + head), clusters=False)
-            for quantity in ("r1", "r2", "mean_cosine"):
-                est, lo, hi = mean_ci(getattr(params, quantity), n_boot=config.n_boot, seed=config.seed + head)
-                rows.append({"layer": block + 1, "head": head, "quantity": quantity, "value": est, "lo": lo, "hi": hi,
-                             "null": float(getattr(null, quantity).mean())})
+        z = np.ascontiguousarray(per_layer.transpose(2, 0, 1, 3))  # (H, S, n, d_head)
+        alive = [h for h in range(H) if np.all(np.einsum("snd,snd->sn", z[h], z[h]) > 0)]
+        if not alive:
+            continue
+        params = order_parameters(z[alive].reshape(len(alive) * S, n, d_head), clusters=False)
+        for quantity in ("r1", "r2", "mean_cosine"):
+            values = getattr(params, quantity).reshape(len(alive), S).T  # (S, heads)
+            est, lo, hi = bootstrap_sums(lambda v, c: v / c, (values, np.ones_like(values)), n_boot=config.n_boot,
+                                         seed=config.seed)
+            rows.extend({"layer": block + 1, "head": h, "quantity": quantity, "value": float(e), "lo": float(a),
+                         "hi": float(b), "null": float(getattr(null, quantity).mean())}
+                        for h, e, a, b in zip(alive, est, lo, hi))
     return pd.DataFrame(rows)
 
 
 def histogram_table(states: np.ndarray, config: MeasureConfig) -> pd.DataFrame:
     """Pairwise-cosine distribution of every layer, tokens and null: layer, component, lo, hi, density."""
     edges = np.linspace(-1.0, 1.0, config.hist_bins + 1)
+    null = cosine_histogram(random_directions(states[0], seed=config.seed), edges, seed=config.seed)
     rows = []
     for layer, layer_states in enumerate(states):
-        for component in ("tokens", "null"):
-            x = component_states(layer_states, component, np.zeros(0, bool), config.seed + 7919 * layer)
-            counts = cosine_histogram(x, edges, seed=config.seed)
+        for component, counts in (("tokens", cosine_histogram(layer_states, edges, seed=config.seed)), ("null", null)):
             density = counts / max(counts.sum(), 1) / np.diff(edges)
             rows.extend({"layer": layer, "component": component, "lo": a, "hi": b, "density": p}
                         for a, b, p in zip(edges[:-1], edges[1:], density))
