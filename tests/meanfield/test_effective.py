@@ -61,10 +61,11 @@ def test_interaction_field_is_tangent_and_matches_its_definition():
     rng = np.random.default_rng(2)
     u = _unit(rng.standard_normal((2, 7, 5)))
     m = interaction_field(u, 1.7)
-    np.testing.assert_allclose(np.einsum("snd,snd->sn", m, u), 0.0, atol=1e-6)  # float32 products
+    np.testing.assert_allclose(np.einsum("snd,snd->sn", m, u), 0.0, atol=1e-12)
     i = 3
     direct = np.mean([np.exp(1.7 * u[0, i] @ u[0, j]) * (u[0, j] - (u[0, i] @ u[0, j]) * u[0, i]) for j in range(7)], 0)
-    np.testing.assert_allclose(m[0, i], direct, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(m[0, i], direct, rtol=1e-12)
+    np.testing.assert_allclose(interaction_field(u, 1.7, dtype=np.float32), m, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtau", [1e-3, 2e-2])

@@ -159,17 +159,18 @@ def _circle_field(u: np.ndarray, beta: float) -> np.ndarray:
     return along[..., None] * tangent
 
 
-def interaction_field(u: np.ndarray, beta: float) -> np.ndarray:
+def interaction_field(u: np.ndarray, beta: float, *, dtype=np.float64) -> np.ndarray:
     """``m_i = (1/n) sum_j exp(beta u_i . u_j) P_i u_j`` for unit ``u`` ``(S, n, d)``; the noisy transformer's
     drift per unit ``2 K``. ``exp(beta (c - 1))`` keeps large ``beta`` finite; the factor ``exp(beta)`` is
     restored at the end. Large systems: Fourier series on the circle, row chunks elsewhere (memory
-    ``O(_DIRECT_ROWS n)``)."""
+    ``O(_DIRECT_ROWS n)``). ``dtype`` of the products (float32 halves the measurement's cost; the result is
+    float64 either way; the particle simulation keeps float64)."""
     n = u.shape[1]
     if n > _DIRECT_ROWS and u.shape[2] == 2 and beta > 0:
         return _circle_field(u, beta)
     out = np.empty(u.shape, dtype=np.float64)
     for system in range(u.shape[0]):
-        x = u[system].astype(np.float32)  # float32 products, float64 result: m enters sums, not differences
+        x = u[system].astype(dtype)
         for start in range(0, n, _DIRECT_ROWS):
             rows = x[start : start + _DIRECT_ROWS]
             cos = np.clip(rows @ x.T, -1.0, 1.0)  # (rows, n)
@@ -231,7 +232,7 @@ def coupling_sums(x_in: np.ndarray, x_out: np.ndarray, beta: float) -> CouplingS
     keep = overlap > MIN_OVERLAP
     # Inverse of the projective retraction v = (u + s)/|u + s|: s = P_u v / (u . v), exact for any step size.
     delta = np.where(keep[..., None], (v - overlap[..., None] * u) / np.where(keep, overlap, 1.0)[..., None], 0.0)
-    m = np.where(keep[..., None], interaction_field(u, beta), 0.0)
+    m = np.where(keep[..., None], interaction_field(u, beta, dtype=np.float32), 0.0)  # m enters sums only
     return CouplingSums(
         sdm=np.einsum("snd,snd->s", delta, m),
         smm=np.einsum("snd,snd->s", m, m),

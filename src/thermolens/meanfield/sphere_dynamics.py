@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from thermolens.meanfield.effective import interaction_field
 from thermolens.meanfield.dynamics import ParticleState, force_modes, particle_step
 from thermolens.meanfield.kernels import noisy_transformer
 
@@ -47,8 +48,6 @@ from thermolens.meanfield.kernels import noisy_transformer
 MAX_DRIFT_PER_STEP = 0.1
 # exp(beta) must stay far from overflow; the circle kernel has the same limit.
 MAX_BETA = 300.0
-# Elements of one (systems, particles, particles) block of the pairwise drift: 128 MiB per float64 temporary.
-_BLOCK = 1 << 24
 
 
 def _check_model(beta: float, K: float, dt: float) -> None:
@@ -93,28 +92,16 @@ def order_parameter(x: np.ndarray) -> np.ndarray:
 def interaction_drift(x: np.ndarray, beta: float) -> np.ndarray:
     """``m_i = (1/N) sum_j exp(beta x_i . x_j) P_i x_j`` for x of shape (S, N, d); returns (S, N, d).
 
-    Computed as ``exp(beta) / N * P_i (sum_j E_ij x_j)`` with ``E_ij = exp(beta (x_i . x_j - 1)) <= 1``,
-    so nothing overflows before the final scalar; blocks of systems and rows keep memory near 128 MiB.
-    Cost O(S N^2 d) in batched matrix products. The self term vanishes (``P_i x_i = 0``).
+    The same field the dynamics measurement regresses updates on (``effective.interaction_field``: the
+    Fourier series on the circle for large N, row chunks of 2-D products elsewhere; ``exp(beta)`` is
+    factored out, so nothing overflows). The self term vanishes (``P_i x_i = 0``).
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 3:
         raise ValueError(f"x has shape {x.shape}; expected (n_systems, n_particles, d)")
     if not (beta > 0 and beta <= MAX_BETA):
         raise ValueError(f"beta={beta} must be in (0, {MAX_BETA:g}]; beyond, exp(beta) overflows the drift")
-    S, N, _ = x.shape
-    rows = max(1, min(N, _BLOCK // N))
-    systems = max(1, _BLOCK // (rows * N))
-    out = np.empty_like(x)
-    for a in range(0, S, systems):
-        xs = x[a : a + systems]  # (s, N, d)
-        xt = np.ascontiguousarray(xs.transpose(0, 2, 1))  # (s, d, N); a strided view would skip BLAS
-        for b in range(0, N, rows):
-            xi = xs[:, b : b + rows]  # (s, r, d)
-            E = np.exp(beta * (xi @ xt - 1.0))  # (s, r, N)
-            pull = E @ xs  # (s, r, d)
-            out[a : a + systems, b : b + rows] = pull - np.sum(pull * xi, axis=-1, keepdims=True) * xi
-    return out * (math.exp(beta) / N)
+    return interaction_field(x, beta)
 
 
 def _exp_map(x: np.ndarray, u: np.ndarray) -> np.ndarray:
