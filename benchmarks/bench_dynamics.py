@@ -72,8 +72,10 @@ def _particles() -> list[str]:
     from thermolens.meanfield.dynamics import direct_force, fourier_force, force_modes
     from thermolens.meanfield.kernels import noisy_transformer
 
-    lines = ["Particles (noisy transformer on the circle, N = 10^4 per system, 4 systems, K = 1.5 K_#, 6 recorded "
-             "steps tau = 0.5 apart, measured by the same tables; no annealing):", "",
+    default = SimulationConfig()
+    lines = [f"Particles (noisy transformer on the circle, N = 10^4 per system, {default.n_sequences} systems, K = "
+             f"{default.K_ratio:g} K_#, {default.n_layers} recorded steps tau = {default.tau_layer:g} apart plus the "
+             "probe steps, measured by the same tables; no annealing):", "",
              _row("beta", "simulate + measure (s)", "of which simulate (s)", "K_eff / K (last step)", "target"),
              _row("---", "---", "---", "---", "---")]
     for beta in (1.0, 3.0):
