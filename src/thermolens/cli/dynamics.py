@@ -65,17 +65,11 @@ def dynamics(
             measure=measure,
         )
         io.check_run_dir(out, kind=KIND, overwrite=overwrite)
-        run_dir = io.prepare_run_dir(out, kind=KIND, overwrite=overwrite)
-        with io.RunRecorder(run_dir, kind=KIND, command=io.command_line(), config=config.to_dict(), seed=seed) as rec:
-            result = run_simulation(config, progress=None if quiet else progress_for("particles"))
-            result.save(run_dir)
-            summary = result.summary()
-            if report:
-                from thermolens.report.dynamics import write_simulation_report
-
-                write_simulation_report(result, run_dir)
-            rec.timings.update(result.timings)
-            rec.summary.update(summary)
+        run_dir, result, summary = _recorded(
+            out, overwrite, config.to_dict(), seed,
+            lambda: run_simulation(config, progress=None if quiet else progress_for("particles")),
+            "write_simulation_report" if report else None,
+        )
         for run in summary["runs"]:
             console.print(
                 f"beta={run['beta']:g} ({run['transition']}, K_#={run['K_sharp']:.4g}, K_c={run['K_c']:.4g}): mean cosine "
@@ -135,22 +129,35 @@ def dynamics(
 
     loaded = models.load_model(model, device=resolve_device(device), trust_remote_code=trust_remote_code)
     tokens, special = read_sequences(loaded, texts, config)
-    run_dir = io.prepare_run_dir(out, kind=KIND, overwrite=overwrite)
-    with io.RunRecorder(run_dir, kind=KIND, command=io.command_line(), config=config.to_dict(), seed=seed) as rec:
-        result = run_dynamics(loaded, tokens, config, name=loaded.name, special=special,
-                              progress=None if quiet else progress_for("temperatures"))
-        result.save(run_dir)
-        summary = result.summary()
-        if report:
-            from thermolens.report.dynamics import write_report
-
-            write_report(result, run_dir)
-        rec.timings.update(result.timings)
-        rec.summary.update(summary)
+    run_dir, result, summary = _recorded(
+        out, overwrite, config.to_dict(), seed,
+        lambda: run_dynamics(loaded, tokens, config, name=loaded.name, special=special,
+                             progress=None if quiet else progress_for("temperatures")),
+        "write_report" if report else None,
+    )
     _print_model(result, summary)
     console.print(f"wrote {run_dir}")
     if json_out:
         print_json({**summary, "out": str(run_dir)})
+
+
+def _recorded(out: Path, overwrite: bool, config: dict, seed: int, run, report: str | None):
+    """Create the run directory, run the job under its manifest, save its tables and (``report``: the name of
+    a ``thermolens.report.dynamics`` writer) its report; ``(run_dir, result, summary)``."""
+    from thermolens import io
+
+    run_dir = io.prepare_run_dir(out, kind=KIND, overwrite=overwrite)
+    with io.RunRecorder(run_dir, kind=KIND, command=io.command_line(), config=config, seed=seed) as rec:
+        result = run()
+        result.save(run_dir)
+        summary = result.summary()
+        if report is not None:
+            from thermolens.report import dynamics as figures
+
+            getattr(figures, report)(result, run_dir)
+        rec.timings.update(result.timings)
+        rec.summary.update(summary)
+    return run_dir, result, summary
 
 
 def _print_model(result, summary: dict) -> None:
