@@ -195,7 +195,7 @@ def test_hysteresis_only_where_the_transition_is_discontinuous():
     # clustered branch folds at K_s = 0.3751 (follow_branch). Heating from uniform stays uniform up to K_#;
     # cooling from the clustered state stays clustered down to K_s, so at K = 0.377 r1_down >> r1_up.
     # The barrier there is ~1.5e-4 per particle (delta_F of the unstable branch), so N = 5e4 makes N *
-    # barrier ~ 7. Measured: r1_up = 0.068, r1_down = 0.505 (about 170 s with the 0.370 rung, 115 s without).
+    # barrier ~ 7. Measured: r1_up = 0.038, r1_down = 0.493 at K = 0.377 (about 3 min on 2 busy cores).
     kernel = noisy_transformer(3.0)
     critical = critical_coupling(kernel)
     K_mid = 0.377

@@ -171,10 +171,14 @@ def _theory(beta: float, d: int) -> dict[str, Any]:
 
 
 def _stable_dt(beta: float, K: float, d: int, tau_layer: float) -> float:
-    """A step that keeps the largest deterministic move (``2 K e^beta`` per unit tau) under 0.2 rad and the
-    tangent noise (``sqrt(2 dt (d - 1))``) under 0.3 rad, with at least 10 steps per recorded interval."""
+    """A step that keeps the largest deterministic move (``2 K e^beta`` per unit tau) under 0.2 rad on the
+    circle (whose Fourier step allows 0.63) and under the sphere step's limit elsewhere, and the tangent noise
+    (``sqrt(2 dt (d - 1))``) under 0.3 rad, with at least 10 steps per recorded interval."""
+    from thermolens.meanfield.sphere_dynamics import MAX_DRIFT_PER_STEP
+
     drift = 2.0 * K * math.exp(beta) + 1.0
-    dt = min(0.2 / drift, 0.045 / (d - 1), tau_layer / 10)
+    move = 0.2 if d == 2 else 0.9 * MAX_DRIFT_PER_STEP
+    dt = min(move / drift, 0.045 / (d - 1), tau_layer / 10)
     return tau_layer / math.ceil(tau_layer / dt)
 
 
