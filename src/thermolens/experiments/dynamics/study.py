@@ -155,10 +155,10 @@ def sequences(loaded: Any, texts: Sequence[str] | None, config: DynamicsConfig) 
 
 def check_heatable(model: Any) -> None:
     """Refuse a model whose attention the lens cannot heat, naming it."""
-    from thermolens.experiments.dynamics.trace import _is_hooked
+    from thermolens.experiments.dynamics.trace import is_hooked
     from thermolens.models.loading import LoadedModel, check_supported
 
-    if _is_hooked(model):
+    if is_hooked(model):
         return
     if not isinstance(model, LoadedModel):
         raise ValueError(

@@ -24,7 +24,7 @@ import torch
 
 from thermolens.meanfield.effective import LogitSums, logit_sums
 
-__all__ = ["Trace", "model_shape", "trace"]
+__all__ = ["Trace", "is_hooked", "trace"]
 
 
 @dataclass(frozen=True)
@@ -39,17 +39,11 @@ class Trace:
         return self.states.shape[0] - 1
 
 
-def _is_hooked(model: Any) -> bool:
+def is_hooked(model: Any) -> bool:
+    """True for thermolens's own ``HookedTransformer`` (the grokking and family models)."""
     from thermolens.models.hooked import HookedTransformer
 
     return isinstance(model, HookedTransformer)
-
-
-def model_shape(model: Any) -> tuple[int, int]:
-    """``(n_layers, n_heads)`` of a ``LoadedModel`` or a ``HookedTransformer``."""
-    if _is_hooked(model):
-        return model.cfg.n_layers, model.cfg.n_heads
-    return model.n_layers, model.n_heads
 
 
 def _concat_logit_sums(parts: list[LogitSums]) -> LogitSums:
@@ -111,8 +105,7 @@ def trace(
     """
     if not T > 0 or not np.isfinite(T):
         raise ValueError(f"temperature T={T} must be positive and finite")
-    hooked = _is_hooked(model)
-    one_pass = _pass_hooked if hooked else _pass_loaded
+    one_pass = _pass_hooked if is_hooked(model) else _pass_loaded
     state_parts: list[list[np.ndarray]] = []
     head_parts: list[list[np.ndarray]] = []
     logit_parts: list[list[LogitSums]] = []
