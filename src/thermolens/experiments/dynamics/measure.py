@@ -159,13 +159,14 @@ def histogram_table(states: np.ndarray, config: MeasureConfig) -> pd.DataFrame:
 
 
 def effective_table(states: np.ndarray, logits: tuple[LogitSums, ...] | None, config: MeasureConfig, *,
-                    T: float = 1.0, beta_fixed: float | None = None,
+                    beta_fixed: float | np.ndarray | None = None,
                     after: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``beta_eff`` (from the logits) and ``K_eff`` (from the updates) of every block, placed on the sphere's
     mean-field diagram; and the per-head ``beta`` table.
 
-    At temperature ``T`` a head's softmax sees ``l / T``, so its ``beta`` is the logits' slope over ``T``.
-    ``beta_fixed`` replaces the logit fit (the particle model, whose ``beta`` is known). ``after``: the states
+    ``beta_fixed`` (one value, or one per block) replaces the logit fit: the particle model, whose ``beta`` is
+    known, and a model heated to ``T``, whose heads' softmax sees ``l / T``, so that each block's ``beta`` is its
+    ``T = 1`` slope over ``T``. ``after``: the states
     one short step after each of ``states`` (the particle model's probes), replacing the next layer as the
     update's end point; its rows are numbered from 0. Returns
     ``(layers, heads)``: layers has layer (1-based block), beta_eff, beta_lo, beta_hi, logit_r2, K_eff, K_lo,
@@ -178,27 +179,28 @@ def effective_table(states: np.ndarray, logits: tuple[LogitSums, ...] | None, co
     beta_star = sphere_threshold(d)
     rows, head_rows = [], []
     ends = states[1:] if after is None else after
+    fixed = None if beta_fixed is None else np.broadcast_to(np.asarray(beta_fixed, dtype=np.float64), (len(ends),))
+    seed = config.seed
     for block in range(len(ends)):
-        seed = config.seed + 31 * block
-        if beta_fixed is not None:
-            beta, b_lo, b_hi, r2 = float(beta_fixed), float(beta_fixed), float(beta_fixed), 1.0
+        if fixed is not None:
+            beta, b_lo, b_hi, r2 = float(fixed[block]), float(fixed[block]), float(fixed[block]), 1.0
         else:
             sums = logits[block]
             totals = (sums.sxy, sums.sxx, sums.syy)
-            head_beta = sums.sxy.sum(0) / sums.sxx.sum(0) / T
+            head_beta = sums.sxy.sum(0) / sums.sxx.sum(0)
             head_r2 = LogitSums.r2(*(t.sum(0) for t in totals))
             head_rows.extend({"layer": block + 1, "head": h, "beta": float(b), "logit_r2": float(q)}
                              for h, (b, q) in enumerate(zip(head_beta, head_r2)))
             # the layer's beta: the mean of its heads' slopes (every head sees the same cosines)
-            est, lo, hi = bootstrap_sums(lambda xy, xx, yy: (xy / xx).mean(axis=-1) / T, totals,
+            est, lo, hi = bootstrap_sums(lambda xy, xx, yy: (xy / xx).mean(axis=-1), totals,
                                          n_boot=config.n_boot, seed=seed)
             beta, b_lo, b_hi, r2 = float(est), float(lo), float(hi), float(np.mean(head_r2))
         coupling = coupling_sums(states[block], ends[block], beta)
         K, K_lo, K_hi = (float(v) for v in bootstrap_sums(coupling.statistic("K"), coupling.totals,
                                                            n_boot=config.n_boot, seed=seed))
         dtau = float(coupling.statistic("dtau")(*(t.sum(0) for t in coupling.totals)))
-        row = {"layer": block + (1 if after is None else 0), "beta_eff": beta, "beta_lo": b_lo, "beta_hi": b_hi, "logit_r2": r2,
-               "K_eff": K, "K_lo": K_lo, "K_hi": K_hi, "dtau": dtau, "n_kept": int(coupling.count.sum()),
+        row = {"layer": block + (1 if after is None else 0), "beta_eff": beta, "beta_lo": b_lo, "beta_hi": b_hi,
+               "logit_r2": r2, "K_eff": K, "K_lo": K_lo, "K_hi": K_hi, "dtau": dtau, "n_kept": int(coupling.count.sum()),
                "d": d, "beta_star": beta_star}
         if beta > 0 and math.isfinite(beta):
             landau = sphere_landau(d, beta)

@@ -184,10 +184,9 @@ def _sweep(model: Any, tokens: Any, config: DynamicsConfig, beta_t1: pd.DataFram
         for quantity in SWEEP_QUANTITIES:
             est, lo, hi = mean_ci(getattr(last, quantity), n_boot=m.n_boot, seed=m.seed)
             rows.append({"T": T, "beta": 1.0 / T, "quantity": quantity, "value": est, "lo": lo, "hi": hi})
-        for block, beta1 in enumerate(beta_t1["beta_eff"]):
-            eff, _ = effective_table(tr.states[block : block + 2], None, m, beta_fixed=beta1 / T)
-            eff_rows.append({"T": T, **eff.iloc[0].to_dict(), "layer": block + 1})
-    sweep, sweep_eff = pd.DataFrame(rows), pd.DataFrame(eff_rows)
+        eff, _ = effective_table(tr.states, None, m, beta_fixed=beta_t1["beta_eff"].to_numpy() / T)
+        eff_rows.append(eff.assign(T=T))
+    sweep, sweep_eff = pd.DataFrame(rows), pd.concat(eff_rows, ignore_index=True)
     r1 = sweep[sweep["quantity"] == "r1"].sort_values("beta")
     shape = transition_shape(r1["beta"].to_numpy(), r1["value"].to_numpy(), r1["lo"].to_numpy(), r1["hi"].to_numpy())
     shape["hysteresis"] = "not possible: a forward pass keeps no state between temperatures"
