@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)  # long lines stay whole when piped
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")

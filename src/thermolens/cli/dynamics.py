@@ -162,13 +162,14 @@ def _recorded(out: Path, overwrite: bool, config: dict, seed: int, run, report: 
 
 def _print_model(result, summary: dict) -> None:
     def row(values):
-        return " ".join(f"{v:.3f}" for v in values)
+        return " ".join(f"{v:6.3f}" for v in values)
 
     console.print(f"[bold]{result.name}[/]: {result.n_sequences} sequences x {result.n_tokens} tokens, d = {result.d}")
-    console.print(f"mean cosine (embeddings, layers 1-{result.n_layers}): {row(summary['mean_cosine'])}")
-    console.print(f"  null (same norms, random directions):   {row(summary['null']['mean_cosine'])}")
-    for name, values in summary["components"].items():
-        console.print(f"  {name.replace('_', ' '):<38} {row(values)}")
+    lines = {f"mean cosine (embeddings, layers 1-{result.n_layers})": summary["mean_cosine"],
+             "  null (same norms, random directions)": summary["null"]["mean_cosine"],
+             **{f"  {name.replace('_', ' ')}": values for name, values in summary["components"].items()}}
+    for label, values in lines.items():
+        console.print(f"{label:<42} {row(values)}")
     console.print(f"beta_eff per layer: {row(summary['beta_eff'])}")
     console.print(f"K_eff / K_#(beta_eff, d): {row(summary['K_ratio'])}; beta_*(d={result.d}) = {summary['beta_star_d']:.4f}")
     if result.shape is not None:
